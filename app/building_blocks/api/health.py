@@ -1,0 +1,84 @@
+"""Liveness and readiness endpoints.
+
+``/health/live`` answers as long as the process serves HTTP. ``/health/ready`` runs every
+configured dependency check concurrently, each bounded by a timeout, and reports each one; any
+failure makes it a 503 problem so a load balancer stops routing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app.building_blocks.api.exceptions import problem_response
+from app.building_blocks.api.openapi import problem_responses
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A named probe: an awaitable that returns on success and raises on failure."""
+
+    name: str
+    probe: Callable[[], Awaitable[Any]]
+
+
+class CheckResult(BaseModel):
+    status: Literal["ok", "fail"]
+    duration_ms: float
+    error: str | None = None
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok", "fail"]
+    checks: dict[str, CheckResult] = {}
+
+
+async def _run(check: HealthCheck, timeout: float) -> CheckResult:
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            await check.probe()
+    except TimeoutError:
+        error = f"no answer within {timeout:g}s"
+    except Exception as exc:
+        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    duration = round((time.perf_counter() - started) * 1000, 2)
+    return CheckResult(status="fail" if error else "ok", duration_ms=duration, error=error)
+
+
+def create_health_router(checks: Sequence[HealthCheck] = (), *, timeout: float = 2.0) -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("/live", response_model=HealthReport, summary="The process is up")
+    async def live() -> HealthReport:
+        return HealthReport(status="ok")
+
+    @router.get(
+        "/ready",
+        response_model=HealthReport,
+        summary="Every configured dependency answers",
+        responses=problem_responses(503),
+    )
+    async def ready(request: Request) -> Any:
+        results = await asyncio.gather(*(_run(check, timeout) for check in checks))
+        report = {check.name: result for check, result in zip(checks, results, strict=True)}
+        if all(result.status == "ok" for result in results):
+            return JSONResponse(HealthReport(status="ok", checks=report).model_dump(mode="json"))
+        failed = sorted(name for name, result in report.items() if result.status == "fail")
+        return problem_response(
+            request,
+            503,
+            detail="Not ready: " + ", ".join(failed),
+            error_code="NOT_READY",
+            extensions={"checks": {name: r.model_dump(mode="json") for name, r in report.items()}},
+        )
+
+    return router

@@ -1,0 +1,60 @@
+"""Pipeline behaviours that ship with the kit: logging and transactions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from app.building_blocks.application.mediator import NextStep, RequestContext
+from app.building_blocks.application.unit_of_work import UnitOfWork
+from app.building_blocks.domain.exceptions import DomainError
+
+logger = logging.getLogger("app.mediator")
+
+
+class LoggingBehavior:
+    """One log line per request: name, kind, outcome and duration.
+
+    Business errors are expected outcomes (logged at INFO without a traceback); anything else is
+    logged with its traceback once here, so outer layers need not log it again.
+    """
+
+    async def handle(self, context: RequestContext[Any], call_next: NextStep) -> Any:
+        started = time.perf_counter()
+        extra: dict[str, Any] = {
+            "request": context.request_name,
+            "request_kind": "command" if context.is_command else "query",
+        }
+        try:
+            result = await call_next()
+        except DomainError as error:
+            extra.update(outcome="rejected", error_code=error.code, duration_ms=_ms(started))
+            logger.info("%s rejected: %s", context.request_name, error.message, extra=extra)
+            raise
+        except Exception:
+            extra.update(outcome="failed", duration_ms=_ms(started))
+            logger.exception("%s failed", context.request_name, extra=extra)
+            raise
+        extra.update(outcome="handled", duration_ms=_ms(started))
+        logger.info("%s handled", context.request_name, extra=extra)
+        return result
+
+
+class TransactionBehavior:
+    """Owns the unit of work: opens it, runs the handler, commits commands, rolls back the rest.
+
+    Queries run inside the same unit of work (so repositories have a session) but never commit.
+    The committed domain events are left in ``context.items["domain_events"]`` for outer behaviours.
+    """
+
+    async def handle(self, context: RequestContext[UnitOfWork], call_next: NextStep) -> Any:
+        async with context.unit_of_work as unit_of_work:
+            result = await call_next()
+            if context.is_command:
+                context.items["domain_events"] = await unit_of_work.commit()
+            return result
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,1 @@
+"""Infrastructure building blocks: adapters for databases, brokers, HTTP and caches."""

@@ -1,0 +1,62 @@
+"""Outbox and inbox tables, shared by every bounded context of the service.
+
+``outbox``: integration events written in the same transaction as the change that raised them;
+``position`` orders them (a relay publishes by position, one aggregate's events never overtake
+each other). ``inbox``: one row per (message, consumer) already handled, so a redelivered message
+is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from app.building_blocks.infrastructure.persistence.metadata import metadata
+from app.building_blocks.infrastructure.persistence.types import UtcDateTime
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+_Position = BigInteger().with_variant(Integer(), "sqlite")
+_Json = JSON().with_variant(JSONB(), "postgresql")
+
+outbox_table = Table(
+    "outbox",
+    metadata,
+    Column("position", _Position, primary_key=True, autoincrement=True),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("aggregate_type", String(100), nullable=False),
+    Column("aggregate_id", String(100), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("payload", _Json, nullable=False),
+    Column("headers", _Json, nullable=False, server_default=text("'{}'")),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    Index(
+        "ix_outbox_unpublished",
+        "position",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
+    Index("ix_outbox_aggregate", "aggregate_type", "aggregate_id", "position"),
+)
+
+inbox_table = Table(
+    "inbox",
+    metadata,
+    Column("message_id", String(255), primary_key=True),
+    Column("consumer", String(200), primary_key=True),
+    Column("processed_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,44 @@
+"""Turn driver-specific integrity errors into one exception repositories can reason about."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.exc import IntegrityError
+
+from app.building_blocks.domain.exceptions import ConflictError
+
+_PG_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>.+)$")
+
+
+class UniqueConstraintViolation(ConflictError):
+    """An insert or update collided with a unique constraint.
+
+    ``columns`` are bare column names on both backends (PostgreSQL reports the key, SQLite the
+    ``table.column`` list); ``constraint`` is known on PostgreSQL only.
+    """
+
+    default_code = "UNIQUE_VIOLATION"
+
+    def __init__(self, *, columns: tuple[str, ...], constraint: str | None) -> None:
+        super().__init__(f"unique constraint violated on ({', '.join(columns) or '?'})")
+        self.columns = columns
+        self.constraint = constraint
+
+
+def translate_integrity_error(error: IntegrityError) -> UniqueConstraintViolation | None:
+    """Return a :class:`UniqueConstraintViolation` for unique errors, ``None`` for other kinds."""
+    orig = error.orig
+    cause = getattr(orig, "__cause__", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    if sqlstate == "23505":  # PostgreSQL unique_violation
+        detail = getattr(cause, "detail", None) or str(orig)
+        match = _PG_KEY.search(detail or "")
+        columns = tuple(c.strip() for c in match["columns"].split(",")) if match else ()
+        return UniqueConstraintViolation(columns=columns, constraint=getattr(cause, "constraint_name", None))
+    match = _SQLITE_UNIQUE.search(str(orig))
+    if match:
+        columns = tuple(part.strip().rsplit(".", 1)[-1] for part in match["columns"].split(","))
+        return UniqueConstraintViolation(columns=columns, constraint=None)
+    return None

@@ -1,0 +1,19 @@
+"""One MetaData for every table, with a constraint naming convention.
+
+Named constraints make migrations deterministic (Alembic can drop what it can name) and let the
+repositories recognise which rule a database error broke (``uq_users_email``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -1,0 +1,114 @@
+"""A repository base over SQLAlchemy Core tables with optimistic concurrency.
+
+Aggregates are pydantic models, not ORM-mapped classes, so each repository states its mapping in
+two small methods (``_to_row`` / ``_from_row``). Statements run immediately inside the unit of
+work's transaction, so a constraint violation surfaces at the call that caused it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+from sqlalchemy import Executable, Result, RowMapping, Table, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.building_blocks.domain.entities import AggregateRoot
+from app.building_blocks.domain.exceptions import ConcurrencyError
+from app.building_blocks.infrastructure.persistence.errors import translate_integrity_error
+
+TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
+
+
+class BaseRepository(ABC, Generic[TAggregate]):
+    """What every repository offers; mirrors the domain's ``Repository`` protocol."""
+
+    @abstractmethod
+    async def get(self, id: UUID, *, for_update: bool = False) -> TAggregate | None: ...
+
+    @abstractmethod
+    async def add(self, aggregate: TAggregate) -> None: ...
+
+    @abstractmethod
+    async def update(self, aggregate: TAggregate) -> None: ...
+
+    @abstractmethod
+    async def remove(self, aggregate: TAggregate) -> None: ...
+
+
+class SqlAlchemyRepository(BaseRepository[TAggregate]):
+    """Persists one aggregate type in one table keyed by ``id`` with a ``version`` column.
+
+    The stored version starts at 1. ``update`` and ``remove`` only touch the row if its version is
+    still the one that was loaded; otherwise :class:`ConcurrencyError` is raised.
+    """
+
+    table: ClassVar[Table]
+
+    def __init__(self, session: AsyncSession, track: Callable[[AggregateRoot], None] | None = None) -> None:
+        self.session = session
+        self._track = track or (lambda _aggregate: None)
+
+    @abstractmethod
+    def _to_row(self, aggregate: TAggregate) -> dict[str, Any]:
+        """Column values for the aggregate, excluding ``version``."""
+
+    @abstractmethod
+    def _from_row(self, row: RowMapping) -> TAggregate: ...
+
+    async def get(self, id: UUID, *, for_update: bool = False) -> TAggregate | None:
+        """Load by id; ``for_update`` locks the row until commit (PostgreSQL) to serialise writers."""
+        statement = select(self.table).where(self.table.c.id == id)
+        if for_update:
+            statement = statement.with_for_update()
+        return await self._load_one(statement)
+
+    async def _load_one(self, statement: Executable) -> TAggregate | None:
+        row = (await self._execute(statement)).mappings().first()
+        if row is None:
+            return None
+        aggregate = self._from_row(row)
+        self._track(aggregate)
+        return aggregate
+
+    async def add(self, aggregate: TAggregate) -> None:
+        await self._execute(insert(self.table).values(**self._to_row(aggregate), version=1))
+        aggregate.version = 1
+        self._track(aggregate)
+
+    async def update(self, aggregate: TAggregate) -> None:
+        statement = (
+            update(self.table)
+            .where(self.table.c.id == aggregate.id, self.table.c.version == aggregate.version)
+            .values(**self._to_row(aggregate), version=aggregate.version + 1)
+        )
+        await self._expect_one_row(statement, aggregate)
+        aggregate.version += 1
+        self._track(aggregate)
+
+    async def remove(self, aggregate: TAggregate) -> None:
+        statement = delete(self.table).where(
+            self.table.c.id == aggregate.id, self.table.c.version == aggregate.version
+        )
+        await self._expect_one_row(statement, aggregate)
+        self._track(aggregate)
+
+    async def _expect_one_row(self, statement: Executable, aggregate: TAggregate) -> None:
+        result = await self._execute(statement)
+        if getattr(result, "rowcount", 1) != 1:
+            raise ConcurrencyError(
+                f"{type(aggregate).__name__} {aggregate.id} was changed by another request",
+                id=str(aggregate.id),
+            )
+
+    async def _execute(self, statement: Executable) -> Result[Any]:
+        try:
+            return await self.session.execute(statement)
+        except IntegrityError as error:
+            violation = translate_integrity_error(error)
+            if violation is None:
+                raise
+            raise violation from error

@@ -1,0 +1,99 @@
+"""Composition root: the one place that knows every concrete class.
+
+``create_app(settings)`` builds the object graph by hand: engine → unit of work → mediator (with
+its behaviours and the users handlers) → FastAPI app (errors, middleware, routers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.building_blocks.api.exceptions import setup_exception_handlers
+from app.building_blocks.api.health import HealthCheck, create_health_router
+from app.building_blocks.api.middleware import CorrelationIdMiddleware
+from app.building_blocks.api.openapi import install_problem_openapi
+from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
+from app.building_blocks.application.mediator import Mediator
+from app.building_blocks.infrastructure.persistence.database import (
+    check_database,
+    create_engine,
+    create_session_factory,
+)
+from app.building_blocks.observability.logging import configure_logging
+from app.settings import Settings, get_settings
+from app.users import module as users
+from app.users.application.unit_of_work import UsersUnitOfWork
+from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
+
+logger = logging.getLogger("app")
+
+
+def build_engine(settings: Settings) -> AsyncEngine:
+    db = settings.database
+    return create_engine(
+        db.url,
+        echo=db.echo,
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        connect_timeout=db.connect_timeout,
+        application_name=settings.service_name,
+    )
+
+
+def build_mediator(engine: AsyncEngine) -> Mediator[UsersUnitOfWork]:
+    session_factory = create_session_factory(engine)
+    mediator: Mediator[UsersUnitOfWork] = Mediator(
+        behaviors=[LoggingBehavior(), TransactionBehavior()],
+        unit_of_work_factory=lambda: SqlAlchemyUsersUnitOfWork(session_factory),
+    )
+    users.register_handlers(mediator)
+    mediator.verify("app.users")
+    return mediator
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
+    engine = build_engine(settings)
+    mediator = build_mediator(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await check_database(engine, timeout=settings.database.connect_timeout)
+        logger.info("%s started (%s)", settings.service_name, engine.url.get_backend_name())
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="User Service",
+        version="0.1.0",
+        description="User management on the FastAPI building blocks. Errors are RFC 9457 "
+        "`application/problem+json`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.mediator = mediator
+
+    setup_exception_handlers(app, include_stack_trace=settings.include_stack_trace, log_errors=True)
+    install_problem_openapi(app)
+    app.add_middleware(CorrelationIdMiddleware)  # outermost: every response carries the id
+
+    app.include_router(
+        create_health_router(
+            [HealthCheck("database", lambda: check_database(engine))],
+            timeout=settings.readiness_timeout,
+        )
+    )
+    app.include_router(users.router)
+    return app
+
+
+app = create_app()

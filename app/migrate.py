@@ -1,0 +1,62 @@
+"""``python -m app.migrate``: bring the database to the latest schema, or say in one line why not.
+
+Used by ``make run`` before the server starts and by the compose ``migrate`` service, so an
+unreachable database fails fast with a clear message instead of a traceback wall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from app.building_blocks.infrastructure.persistence.database import (
+    DatabaseUnavailableError,
+    check_database,
+    create_engine,
+    describe_url,
+)
+from app.settings import DatabaseSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+async def _reachable(settings: DatabaseSettings) -> None:
+    engine = create_engine(
+        settings.url, pool_size=1, max_overflow=0, connect_timeout=settings.connect_timeout
+    )
+    try:
+        await check_database(engine, timeout=settings.connect_timeout)
+    finally:
+        await engine.dispose()
+
+
+def upgrade(settings: DatabaseSettings | None = None, revision: str = "head") -> None:
+    settings = settings or DatabaseSettings()
+    asyncio.run(_reachable(settings))
+    command.upgrade(alembic_config(settings.url), revision)
+
+
+def main() -> int:
+    settings = DatabaseSettings()
+    try:
+        upgrade(settings)
+    except DatabaseUnavailableError as error:
+        print(f"migrate: {error}", file=sys.stderr)
+        return 1
+    print(f"migrate: {describe_url(settings.url)} is at the latest revision", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

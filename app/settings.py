@@ -1,0 +1,78 @@
+"""One settings tree, read from environment variables (and ``.env``).
+
+The mode follows the configuration alone: without ``DATABASE_URL`` the service uses an SQLite file
+under ``./var/``; with a PostgreSQL URL it uses that. ``.env.example`` lists every variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/app.db"
+
+_ASYNC_DRIVERS = {
+    "postgres://": "postgresql+asyncpg://",
+    "postgresql://": "postgresql+asyncpg://",
+    "sqlite://": "sqlite+aiosqlite://",
+}
+
+
+def _config(prefix: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config("DATABASE_")
+
+    url: str = DEFAULT_DATABASE_URL
+    echo: bool = False
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        """Accept the URLs people paste (``postgres://...``) and pick the async driver."""
+        for plain, async_scheme in _ASYNC_DRIVERS.items():
+            if url.startswith(plain):
+                return async_scheme + url[len(plain) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class Settings(BaseSettings):
+    model_config = _config()
+
+    environment: Literal["development", "test", "production"] = "development"
+    service_name: str = "user-service"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    include_stack_trace: bool = False
+    readiness_timeout: float = Field(default=2.0, gt=0)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _safe_outside_development(self) -> Self:
+        if self.environment == "production" and self.include_stack_trace:
+            raise ValueError("INCLUDE_STACK_TRACE must be false when ENVIRONMENT=production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

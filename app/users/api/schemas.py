@@ -1,0 +1,58 @@
+"""Request and response bodies, named by role: ``UserCreate``, ``UserUpdate``, ``UserPublic``,
+``UsersPublic``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from app.users.application.read_models import UserDetails
+from app.users.domain.user import NAME_MAX_LENGTH, UserStatus
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"email": "ada@example.com", "name": "Ada"}}
+    )
+
+    email: EmailStr = Field(max_length=320)
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+
+
+class UserUpdate(BaseModel):
+    """Fields to change; omitted fields stay as they are. At least one is required."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "Ada Lovelace"}})
+
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
+    email: EmailStr | None = Field(default=None, max_length=320)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.name is None and self.email is None:
+            raise ValueError("give at least one of 'name' or 'email'")
+        return self
+
+
+class UserPublic(BaseModel):
+    id: UUID
+    email: str
+    name: str
+    status: UserStatus
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_details(cls, details: UserDetails) -> UserPublic:
+        return cls.model_validate(details.model_dump())
+
+
+class UsersPublic(BaseModel):
+    items: list[UserPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )

@@ -1,0 +1,1 @@
+"""User use cases: commands, queries, their handlers and the read models they return."""

@@ -1,0 +1,26 @@
+"""Queries: questions about users. Their handlers never change anything."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import Field
+
+from app.building_blocks.application.queries import Query
+from app.users.application.read_models import UserDetails, UserPage
+from app.users.domain.user import UserStatus
+
+MAX_PAGE_SIZE = 100
+
+
+class GetUser(Query[UserDetails]):
+    user_id: UUID
+
+
+class ListUsers(Query[UserPage]):
+    """Keyset pagination in creation order: ``after`` is the last id of the previous page."""
+
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+    after: UUID | None = None
+    status: UserStatus | None = None
+    email_prefix: str | None = None

@@ -1,0 +1,51 @@
+"""The query side for users: SQL straight to read models, keyset-paginated."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import RowMapping, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.users.application.read_models import UserDetails, UserPage
+from app.users.domain.user import UserStatus
+from app.users.persistence.tables import users_table
+
+
+def _details(row: RowMapping) -> UserDetails:
+    return UserDetails.model_validate(dict(row))
+
+
+class SqlAlchemyUserReadModel:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: UUID) -> UserDetails | None:
+        row = (
+            (await self.session.execute(select(users_table).where(users_table.c.id == user_id)))
+            .mappings()
+            .first()
+        )
+        return _details(row) if row else None
+
+    async def list(
+        self,
+        *,
+        limit: int,
+        after: UUID | None,
+        status: UserStatus | None,
+        email_prefix: str | None,
+    ) -> UserPage:
+        """Ids are UUIDv7, so ordering by id is creation order and ``id > after`` is the next page
+        whatever was inserted or deleted meanwhile (no offset drift)."""
+        statement = select(users_table).order_by(users_table.c.id).limit(limit + 1)
+        if after is not None:
+            statement = statement.where(users_table.c.id > after)
+        if status is not None:
+            statement = statement.where(users_table.c.status == status.value)
+        if email_prefix:
+            statement = statement.where(users_table.c.email.startswith(email_prefix, autoescape=True))
+        rows = (await self.session.execute(statement)).mappings().all()
+        items = [_details(row) for row in rows[:limit]]
+        next_after = items[-1].id if len(rows) > limit else None
+        return UserPage(items=items, next_after=next_after)

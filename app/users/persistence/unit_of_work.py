@@ -1,0 +1,18 @@
+"""The unit of work for the users context: one session shared by repository and read model."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.building_blocks.infrastructure.persistence.unit_of_work import SqlAlchemyUnitOfWork
+from app.users.persistence.read_model import SqlAlchemyUserReadModel
+from app.users.persistence.repository import SqlAlchemyUserRepository
+
+
+class SqlAlchemyUsersUnitOfWork(SqlAlchemyUnitOfWork):
+    users: SqlAlchemyUserRepository
+    user_reads: SqlAlchemyUserReadModel
+
+    def _open(self, session: AsyncSession) -> None:
+        self.users = SqlAlchemyUserRepository(session, self.track)
+        self.user_reads = SqlAlchemyUserReadModel(session)
