@@ -1,0 +1,90 @@
+# The two commands: `make run` (serve on $HOST:$PORT) and `make test`. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run restart build test test-unit test-integration test-e2e services format lint \
+        clean lock migrate docker-build docker-deploy docker-stop obs-up obs-down obs-status \
+        run-with-obs obs-all
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	@touch $@
+
+install: $(BIN)/.installed ## Create .venv and install the locked dependencies
+
+lock: ## Re-resolve requirements*.lock from pyproject.toml (needs uv: pip install uv)
+	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
+
+migrate: install ## Apply database migrations (DATABASE_URL, default ./var/app.db)
+	$(BIN)/python -m app.migrate
+
+run: migrate ## Migrate, then serve the API on $HOST:$PORT (SQLite unless DATABASE_URL is set)
+	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+
+restart: ## Stop the server on $PORT and run it again
+	-@pkill -f "uvicorn app.main:app --host $(HOST) --port $(PORT)" && sleep 1
+	$(MAKE) run
+
+build: install ## Build the wheel into dist/
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+
+services: ## Start PostgreSQL natively (installs it on Debian when root)
+	@scripts/services.sh up || echo "make: services not started; tests needing them are skipped (REQUIRE_SERVICES=1 fails them)"
+
+test: install services ## Run every test (unit, integration on SQLite + PostgreSQL, e2e, docs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the unit tests only (no I/O)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install services ## Run the integration tests (real databases)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install services ## Run the black-box HTTP tests (against BASE_URL when set)
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+format: install ## Format and auto-fix the code
+	$(BIN)/ruff format app migrations tests
+	$(BIN)/ruff check --fix app migrations tests
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check app migrations tests
+	$(BIN)/ruff format --check app migrations tests
+	$(BIN)/mypy app migrations
+
+clean: ## Remove caches, build output and the local SQLite database
+	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# Targets whose capability has not landed yet say so and fail.
+NOT_YET_DOCKER = the Dockerfile and docker-compose stack have not landed yet
+NOT_YET_OBS = the observability stack (OpenTelemetry, Grafana, Tempo, Loki, Prometheus) has not landed yet
+not-yet = @echo "make $@: not available: $(1)" >&2; exit 1
+
+docker-build: ## (not yet) Build the Docker image
+	$(call not-yet,$(NOT_YET_DOCKER))
+docker-deploy: ## (not yet) Run the service with docker compose
+	$(call not-yet,$(NOT_YET_DOCKER))
+docker-stop: ## (not yet) Stop the compose deployment
+	$(call not-yet,$(NOT_YET_DOCKER))
+obs-up: ## (not yet) Start Grafana, Tempo, Loki, Prometheus
+	$(call not-yet,$(NOT_YET_OBS))
+obs-down: ## (not yet) Stop the observability stack
+	$(call not-yet,$(NOT_YET_OBS))
+obs-status: ## (not yet) Show the observability stack's state
+	$(call not-yet,$(NOT_YET_OBS))
+run-with-obs: ## (not yet) Run the service exporting to the stack
+	$(call not-yet,$(NOT_YET_OBS))
+obs-all: ## (not yet) Start everything: stack, service, worker
+	$(call not-yet,$(NOT_YET_OBS))

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Start the services the tests and the full mode need, natively (no Docker needed).
+#   scripts/services.sh up       start what is missing (installs PostgreSQL on Debian when root)
+#   scripts/services.sh status   say what answers
+# The same script serves developers (make services / make test) and CI (.ci/run).
+set -uo pipefail
+
+PG_HOST=127.0.0.1
+PG_PORT=${PG_PORT:-5432}
+APP_ROLE=${APP_DB_USER:-app}
+APP_PASSWORD=${APP_DB_PASSWORD:-app}
+APP_DB=${APP_DB_NAME:-app}
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+as_postgres() {
+  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+postgres_install() {
+  if command -v pg_ctlcluster >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "PostgreSQL is not installed and this is not a root Debian shell; install it, or set TEST_DATABASE_URL"
+    return 1
+  fi
+  log "installing PostgreSQL from Debian's packages"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
+postgres_up() {
+  if ! port_open "$PG_HOST" "$PG_PORT"; then
+    postgres_install || return 1
+    local version
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$version main"; then
+      pg_createcluster "$version" main >/dev/null || return 1
+    fi
+    pg_ctlcluster "$version" main start || return 1
+    for _ in $(seq 1 50); do port_open "$PG_HOST" "$PG_PORT" && break; sleep 0.2; done
+  fi
+  if ! port_open "$PG_HOST" "$PG_PORT"; then log "PostgreSQL did not start on $PG_HOST:$PG_PORT"; return 1; fi
+  if id postgres >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ "$(id -un)" = postgres ]; }; then
+    as_postgres psql -qtA -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$APP_ROLE') THEN
+        CREATE ROLE \"$APP_ROLE\" LOGIN PASSWORD '$APP_PASSWORD' CREATEDB;
+      END IF; END \$\$;" >/dev/null || return 1
+    if [ -z "$(as_postgres psql -qtA -c "SELECT 1 FROM pg_database WHERE datname = '$APP_DB'")" ]; then
+      as_postgres createdb -O "$APP_ROLE" "$APP_DB" || return 1
+    fi
+  fi
+  log "PostgreSQL on $PG_HOST:$PG_PORT (role $APP_ROLE, database $APP_DB)"
+}
+
+status() {
+  if port_open "$PG_HOST" "$PG_PORT"; then log "PostgreSQL: up on $PG_HOST:$PG_PORT"; else log "PostgreSQL: down"; fi
+}
+
+case "${1:-up}" in
+  up) postgres_up ;;
+  status) status ;;
+  *) echo "usage: $0 [up|status]" >&2; exit 2 ;;
+esac

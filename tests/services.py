@@ -1,0 +1,65 @@
+"""Where the test suite finds real services, and what it does when one is missing.
+
+``REQUIRE_SERVICES=1`` (set by CI) turns a missing service into a failure; without it the tests
+that need the service are skipped with a reason naming it, and everything else still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.building_blocks.infrastructure.persistence.database import describe_url
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/postgres"
+
+
+def require_services() -> bool:
+    return os.environ.get("REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
+
+
+def missing(service: str, reason: str) -> None:
+    message = f"{service} is not available ({reason}); run `make services` to start it"
+    if require_services():
+        pytest.fail(f"REQUIRE_SERVICES=1: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
+
+
+async def create_postgres_database() -> str:
+    """Create a fresh database for this run and return its URL (isolation per run)."""
+    admin_url = make_url(postgres_admin_url())
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
+    try:
+        async with asyncio.timeout(5), engine.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # unreachable, refused, bad credentials: all mean "missing"
+        missing(
+            "PostgreSQL",
+            f"{describe_url(admin_url)}: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+        )
+    finally:
+        await engine.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(url: str) -> None:
+    target = make_url(url)
+    engine = create_async_engine(
+        make_url(postgres_admin_url()), isolation_level="AUTOCOMMIT", connect_args={"timeout": 3}
+    )
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
