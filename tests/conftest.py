@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -63,54 +64,79 @@ async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """E2E tests run against ``BASE_URL`` when given, else against a server per backend."""
+    if "server_backend" in metafunc.fixturenames:
+        backends = ["external"] if os.environ.get("BASE_URL") else ["sqlite", "postgres"]
+        metafunc.parametrize("server_backend", backends, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def base_url(sqlite_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server over real HTTP: ``BASE_URL`` when given (compose, CI), else uvicorn started here
-    on a free port with ``DATABASE_URL`` (or this run's SQLite database)."""
-    given = os.environ.get("BASE_URL")
-    if given:
-        yield given.rstrip("/")
+def server_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def base_url(server_backend: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A server over real HTTP: ``BASE_URL`` when given (compose), else uvicorn started here on a
+    free port against this run's migrated database of the backend."""
+    if server_backend == "external":
+        yield os.environ["BASE_URL"].rstrip("/")
         return
-    port = _free_port()
-    env = {
+    database_url = str(request.getfixturevalue(f"{server_backend}_url"))
+    log_dir = request.getfixturevalue("tmp_path_factory").mktemp(f"server-{server_backend}")
+    with running_server(database_url, log_dir / "server.log") as url:
+        yield url
+
+
+@contextmanager
+def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
+    """Start ``uvicorn app.main:app`` on a free port and wait until it is ready."""
+    port = free_port()
+    environment = {
         **os.environ,
-        "DATABASE_URL": os.environ.get("E2E_DATABASE_URL", sqlite_url),
+        "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "test",
+        **env,
     }
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after 30s; see {log.name}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            wait_until_ready(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready after 30s: {log_path.read_text()[-2000:]}")
+        time.sleep(0.1)

@@ -44,10 +44,8 @@ async def create_postgres_database() -> str:
         async with asyncio.timeout(5), engine.connect() as connection:
             await connection.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as error:  # unreachable, refused, bad credentials: all mean "missing"
-        missing(
-            "PostgreSQL",
-            f"{describe_url(admin_url)}: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
-        )
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        missing("PostgreSQL", f"{describe_url(admin_url)}: {reason}")
     finally:
         await engine.dispose()
     return admin_url.set(database=name).render_as_string(hide_password=False)

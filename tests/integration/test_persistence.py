@@ -1,0 +1,105 @@
+"""Repository and unit of work against real databases (both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app.building_blocks.domain.exceptions import ConcurrencyError
+from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.users.domain import Email, EmailAlreadyRegistered, User, UserProfileUpdated, UserRegistered
+from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
+from tests.helpers import unique_email
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def uow_factory(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+    sessions: async_sessionmaker = create_session_factory(engine)  # type: ignore[type-arg]
+    return lambda: SqlAlchemyUsersUnitOfWork(sessions)
+
+
+def new_user(email: str | None = None) -> User:
+    return User.register(email=Email.of(email or unique_email()), name="Repo")
+
+
+async def test_add_get_and_commit_returns_recorded_events(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    user = new_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        events = await uow.commit()
+    assert [type(e) for e in events] == [UserRegistered]
+    assert user.version == 1
+    async with uow_factory() as uow:
+        loaded = await uow.users.get(user.id)
+        assert loaded is not None
+        assert loaded.model_dump() == user.model_dump()
+        assert loaded.created_at.tzinfo is not None
+        assert await uow.users.get_by_email(Email.of(str(user.email).upper())) == user
+
+
+async def test_unique_constraint_is_translated_without_the_handler_precheck(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    email = unique_email()
+    async with uow_factory() as uow:
+        await uow.users.add(new_user(email))
+        await uow.commit()
+    async with uow_factory() as uow:
+        with pytest.raises(EmailAlreadyRegistered):
+            await uow.users.add(new_user(email.upper()))
+
+
+async def test_stale_version_raises_concurrency_error(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    user = new_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    async with uow_factory() as uow:
+        mine = await uow.users.get(user.id)  # read version 1, then the session ends
+    assert mine is not None
+    async with uow_factory() as uow:
+        theirs = await uow.users.get(user.id, for_update=True)
+        assert theirs is not None
+        theirs.update_profile(name="Theirs")
+        await uow.users.update(theirs)
+        await uow.commit()
+    mine.update_profile(name="Mine")
+    async with uow_factory() as uow:
+        with pytest.raises(ConcurrencyError):
+            await uow.users.update(mine)  # still version 1: refused, not overwritten
+    async with uow_factory() as uow:
+        current = await uow.users.get(user.id)
+        assert current is not None
+        assert (current.name, current.version) == ("Theirs", 2)
+
+
+async def test_leaving_without_commit_rolls_back_and_drops_events(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    user = new_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+    async with uow_factory() as uow:
+        assert await uow.users.get(user.id) is None
+
+
+async def test_events_of_every_touched_aggregate_are_collected(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    users = [new_user(), new_user()]
+    async with uow_factory() as uow:
+        for user in users:
+            await uow.users.add(user)
+        await uow.commit()
+    async with uow_factory() as uow:
+        for user in users:
+            loaded = await uow.users.get(user.id)
+            assert loaded is not None
+            loaded.update_profile(name="Changed")
+            await uow.users.update(loaded)
+        events = await uow.commit()
+    assert [type(e) for e in events] == [UserProfileUpdated, UserProfileUpdated]
+    assert {e.user_id for e in events if isinstance(e, UserProfileUpdated)} == {u.id for u in users}
