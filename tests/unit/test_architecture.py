@@ -1,0 +1,80 @@
+"""The dependency rule of ARCHITECTURE.md, checked on every import statement."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[2] / "app"
+STDLIB = set(sys.stdlib_module_names)
+
+
+def imports(path: Path) -> list[str]:
+    modules: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.append(node.module)
+    return modules
+
+
+def files(folder: str) -> list[Path]:
+    found = sorted((APP / folder).rglob("*.py"))
+    assert found, folder
+    return found
+
+
+def violations(folder: str, allowed: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in files(folder):
+        for module in imports(path):
+            top = module.split(".")[0]
+            if top in STDLIB or module.startswith(allowed):
+                continue
+            bad.append(f"{path.relative_to(APP.parent)} imports {module}")
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("folder", "allowed"),
+    [
+        ("building_blocks/domain", ("pydantic", "pydantic_core", "app.building_blocks.domain")),
+        (
+            "building_blocks/application",
+            ("pydantic", "app.building_blocks.domain", "app.building_blocks.application"),
+        ),
+        ("users/domain", ("pydantic", "pydantic_core", "app.building_blocks.domain", "app.users.domain")),
+        (
+            "users/application",
+            (
+                "pydantic",
+                "app.building_blocks.domain",
+                "app.building_blocks.application",
+                "app.users.domain",
+                "app.users.application",
+            ),
+        ),
+    ],
+)
+def test_inner_layers_import_only_what_the_rule_allows(folder: str, allowed: tuple[str, ...]) -> None:
+    assert violations(folder, allowed) == []
+
+
+def test_the_kit_never_imports_a_bounded_context() -> None:
+    offenders = [
+        f"{path.relative_to(APP.parent)} imports {module}"
+        for path in files("building_blocks")
+        for module in imports(path)
+        if module.startswith("app.") and not module.startswith("app.building_blocks")
+    ]
+    assert offenders == []
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    sample = tmp_path / "bad.py"
+    sample.write_text("import sqlalchemy\nfrom app.users.domain import User\n")
+    assert imports(sample) == ["sqlalchemy", "app.users.domain"]
