@@ -16,8 +16,9 @@ logger = logging.getLogger("app.mediator")
 class LoggingBehavior:
     """One log line per request: name, kind, outcome and duration.
 
-    Business errors are expected outcomes (logged at INFO without a traceback); anything else is
-    logged with its traceback once here, so outer layers need not log it again.
+    Business errors are expected outcomes (logged at INFO). Anything else is logged at ERROR with
+    its type; the traceback is logged once, by whoever catches it last (the HTTP error middleware,
+    the worker loop), not at every layer it passes.
     """
 
     async def handle(self, context: RequestContext[Any], call_next: NextStep) -> Any:
@@ -32,9 +33,9 @@ class LoggingBehavior:
             extra.update(outcome="rejected", error_code=error.code, duration_ms=_ms(started))
             logger.info("%s rejected: %s", context.request_name, error.message, extra=extra)
             raise
-        except Exception:
-            extra.update(outcome="failed", duration_ms=_ms(started))
-            logger.exception("%s failed", context.request_name, extra=extra)
+        except Exception as error:
+            extra.update(outcome="failed", error_type=type(error).__name__, duration_ms=_ms(started))
+            logger.error("%s failed: %s", context.request_name, type(error).__name__, extra=extra)
             raise
         extra.update(outcome="handled", duration_ms=_ms(started))
         logger.info("%s handled", context.request_name, extra=extra)

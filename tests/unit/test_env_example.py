@@ -1,0 +1,34 @@
+"""``.env.example`` lists every setting the service reads, and nothing it does not."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic_settings import BaseSettings
+
+from app.settings import DatabaseSettings, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_ONLY = {"REQUIRE_SERVICES", "TEST_DATABASE_URL", "BASE_URL"}
+
+
+def settings_variables() -> set[str]:
+    names: set[str] = set()
+    for model in (Settings, DatabaseSettings):
+        prefix = str(model.model_config.get("env_prefix", ""))
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+                continue  # nested settings read their own prefix
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def documented_variables() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+
+
+def test_env_example_matches_the_settings() -> None:
+    assert documented_variables() - TEST_ONLY == settings_variables()
