@@ -103,3 +103,19 @@ async def test_events_of_every_touched_aggregate_are_collected(uow_factory) -> N
         events = await uow.commit()
     assert [type(e) for e in events] == [UserProfileUpdated, UserProfileUpdated]
     assert {e.user_id for e in events if isinstance(e, UserProfileUpdated)} == {u.id for u in users}
+
+
+async def test_values_the_database_refuses_become_validation_errors(postgres_url: str) -> None:
+    """Safety net under input validation: a NUL byte reaching PostgreSQL is a 400, not a 500."""
+    from app.building_blocks.infrastructure.persistence.errors import UnstorableValueError
+    from app.users.persistence.read_model import SqlAlchemyUserReadModel
+
+    engine = create_engine(postgres_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            with pytest.raises(UnstorableValueError):
+                await SqlAlchemyUserReadModel(session).list(
+                    limit=1, after=None, status=None, email_prefix="a\x00b"
+                )
+    finally:
+        await engine.dispose()

@@ -243,3 +243,9 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"]["status"] == "ok"
+
+
+async def test_control_characters_in_filters_are_400(client: httpx.AsyncClient) -> None:
+    for value in ["\x00", "a\x00b", "\x1b[31m"]:
+        body = assert_problem(await client.get(USERS, params={"email": value}), 400, "VALIDATION_ERROR")
+        assert set(body["errors"]) == {"email"}

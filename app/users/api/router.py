@@ -62,7 +62,10 @@ async def list_users(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     status_filter: Annotated[UserStatus | None, Query(alias="status")] = None,
-    email: Annotated[str | None, Query(max_length=320, description="Case-insensitive email prefix")] = None,
+    email: Annotated[
+        str | None,
+        Query(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="Case-insensitive email prefix"),
+    ] = None,
 ) -> UsersPublic:
     after = _after_from_cursor(cursor) if cursor else None
     page = await mediator.send(ListUsers(limit=limit, after=after, status=status_filter, email_prefix=email))

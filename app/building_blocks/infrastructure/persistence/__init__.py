@@ -9,6 +9,7 @@ from app.building_blocks.infrastructure.persistence.database import (
 )
 from app.building_blocks.infrastructure.persistence.errors import (
     UniqueConstraintViolation,
+    UnstorableValueError,
     translate_integrity_error,
 )
 from app.building_blocks.infrastructure.persistence.metadata import NAMING_CONVENTION, metadata
@@ -26,6 +27,7 @@ __all__ = [
     "SqlAlchemyRepository",
     "SqlAlchemyUnitOfWork",
     "UniqueConstraintViolation",
+    "UnstorableValueError",
     "UtcDateTime",
     "check_database",
     "create_engine",

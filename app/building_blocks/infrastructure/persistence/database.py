@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.building_blocks.infrastructure.persistence.errors import UnstorableValueError, is_data_error
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -27,20 +29,30 @@ def create_engine(
     """Build an engine with the settings each backend needs to be safe under concurrency."""
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, echo=echo, connect_timeout=connect_timeout)
-    connect_args: dict[str, Any] = {}
-    if url.get_driver_name() == "asyncpg":
-        connect_args["timeout"] = connect_timeout
-        if application_name:
-            connect_args["server_settings"] = {"application_name": application_name}
-    return create_async_engine(
-        url,
-        echo=echo,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-    )
+        engine = _sqlite_engine(url, echo=echo, connect_timeout=connect_timeout)
+    else:
+        connect_args: dict[str, Any] = {}
+        if url.get_driver_name() == "asyncpg":
+            connect_args["timeout"] = connect_timeout
+            if application_name:
+                connect_args["server_settings"] = {"application_name": application_name}
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+        )
+    event.listen(engine.sync_engine, "handle_error", _data_errors_are_bad_input)
+    return engine
+
+
+def _data_errors_are_bad_input(context: ExceptionContext) -> BaseException | None:
+    """Replace a driver's data exception with a domain validation error (answered as 400)."""
+    if is_data_error(context.sqlalchemy_exception or context.original_exception):
+        return UnstorableValueError()
+    return None
 
 
 def _sqlite_engine(url: URL, *, echo: bool, connect_timeout: float) -> AsyncEngine:

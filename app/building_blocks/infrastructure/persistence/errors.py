@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
-from app.building_blocks.domain.exceptions import ConflictError
+from app.building_blocks.domain.exceptions import ConflictError, DomainValidationError
 
 _PG_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>.+)$")
@@ -25,6 +25,31 @@ class UniqueConstraintViolation(ConflictError):
         super().__init__(f"unique constraint violated on ({', '.join(columns) or '?'})")
         self.columns = columns
         self.constraint = constraint
+
+
+class UnstorableValueError(DomainValidationError):
+    """The database refused a value as data (SQLSTATE class 22: a NUL character, a number out of
+    range...). Input validation should catch these first; this is the safety net that keeps such
+    input a 400 instead of a 500."""
+
+    default_code = "INVALID_VALUE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A value in the request cannot be stored or compared "
+            "(for example it contains a NUL character or is out of range)"
+        )
+
+
+def is_data_error(error: BaseException) -> bool:
+    if isinstance(error, DataError):
+        return True
+    if not isinstance(error, StatementError):
+        return False
+    orig = error.orig
+    cause = orig.__cause__ if orig is not None else None
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
 def translate_integrity_error(error: IntegrityError) -> UniqueConstraintViolation | None:
