@@ -40,7 +40,10 @@ def build_engine(settings: Settings) -> AsyncEngine:
         echo=db.echo,
         pool_size=db.pool_size,
         max_overflow=db.max_overflow,
+        pool_timeout=db.pool_timeout,
         connect_timeout=db.connect_timeout,
+        lock_timeout=db.lock_timeout,
+        statement_timeout=db.statement_timeout or None,
         application_name=settings.service_name,
     )
 

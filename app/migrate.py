@@ -7,6 +7,7 @@ unreachable database fails fast with a clear message instead of a traceback wall
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def alembic_config(url: str) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False  # the caller owns logging (JSON in the app)
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
@@ -48,6 +50,7 @@ def upgrade(settings: DatabaseSettings | None = None, revision: str = "head") ->
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="migrate: %(message)s", stream=sys.stderr)
     settings = DatabaseSettings()
     try:
         upgrade(settings)

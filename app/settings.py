@@ -32,7 +32,10 @@ class DatabaseSettings(BaseSettings):
     echo: bool = False
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
+    pool_timeout: float = Field(default=10.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
+    lock_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout: float = Field(default=30.0, ge=0)
 
     @field_validator("url")
     @classmethod

@@ -26,7 +26,9 @@ postgres_install() {
     return 1
   fi
   log "installing PostgreSQL from Debian's packages"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  # LANG decides the encoding of the cluster the package creates: UTF-8, not SQL_ASCII.
+  apt-get update -qq >/dev/null &&
+    LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 }
 
 postgres_up() {
@@ -35,7 +37,7 @@ postgres_up() {
     local version
     version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
     if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$version main"; then
-      pg_createcluster "$version" main >/dev/null || return 1
+      pg_createcluster --locale C.UTF-8 --encoding UTF8 "$version" main >/dev/null || return 1
     fi
     pg_ctlcluster "$version" main start || return 1
     for _ in $(seq 1 50); do port_open "$PG_HOST" "$PG_PORT" && break; sleep 0.2; done
@@ -47,7 +49,7 @@ postgres_up() {
         CREATE ROLE \"$APP_ROLE\" LOGIN PASSWORD '$APP_PASSWORD' CREATEDB;
       END IF; END \$\$;" >/dev/null || return 1
     if [ -z "$(as_postgres psql -qtA -c "SELECT 1 FROM pg_database WHERE datname = '$APP_DB'")" ]; then
-      as_postgres createdb -O "$APP_ROLE" "$APP_DB" || return 1
+      as_postgres createdb -O "$APP_ROLE" -E UTF8 -T template0 --locale C.UTF-8 "$APP_DB" || return 1
     fi
   fi
   log "PostgreSQL on $PG_HOST:$PG_PORT (role $APP_ROLE, database $APP_DB)"

@@ -42,7 +42,9 @@ async def create_postgres_database() -> str:
     engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
     try:
         async with asyncio.timeout(5), engine.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+            await connection.execute(
+                text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0 LOCALE 'C.UTF-8'")
+            )
     except Exception as error:  # unreachable, refused, bad credentials: all mean "missing"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         missing("PostgreSQL", f"{describe_url(admin_url)}: {reason}")

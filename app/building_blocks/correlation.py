@@ -11,7 +11,7 @@ import uuid
 from contextvars import ContextVar, Token
 
 CORRELATION_ID_HEADER = "X-Correlation-Id"
-_VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -34,6 +34,6 @@ def new_correlation_id() -> str:
 
 def accept_correlation_id(candidate: str | None) -> str:
     """Keep a caller's id if it is safe to echo and log; otherwise mint a new one."""
-    if candidate and _VALID.match(candidate):
+    if candidate and _VALID.fullmatch(candidate):
         return candidate
     return new_correlation_id()

@@ -119,3 +119,36 @@ async def test_values_the_database_refuses_become_validation_errors(postgres_url
                 )
     finally:
         await engine.dispose()
+
+
+async def test_changes_that_were_never_saved_fail_the_commit(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    from app.building_blocks.infrastructure.persistence.unit_of_work import UnsavedChangesError
+
+    user = new_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    async with uow_factory() as uow:
+        loaded = await uow.users.get(user.id)
+        assert loaded is not None
+        loaded.deactivate()  # ...and no uow.users.update(loaded)
+        with pytest.raises(UnsavedChangesError, match=str(user.id)):
+            await uow.commit()
+    async with uow_factory() as uow:
+        current = await uow.users.get(user.id)
+        assert current is not None
+        assert current.is_active
+
+
+async def test_events_are_committed_in_the_order_they_were_saved(uow_factory) -> None:  # type: ignore[no-untyped-def]
+    from app.users.domain import UserDeactivated, UserReactivated
+
+    user = new_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        user.deactivate()
+        await uow.users.update(user)
+        user.reactivate()
+        await uow.users.update(user)
+        events = await uow.commit()
+    assert [type(e) for e in events] == [UserRegistered, UserDeactivated, UserReactivated]

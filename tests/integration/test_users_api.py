@@ -137,13 +137,20 @@ async def test_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncClie
     created = (await register(client)).json()
     path = f"{USERS}/{created['id']}"
     assert (await client.patch(path, json={"name": "v2"}, headers={"If-Match": '"1"'})).status_code == 200
-    for if_match in ['"1"', 'W/"2"', "garbage", '"1", "3"']:
+    for if_match in ['"1"', 'W/"2"', '"02"', '"1", "3"']:
         body = assert_problem(
             await client.patch(path, json={"name": "lost"}, headers={"If-Match": if_match}),
             412,
             "VERSION_MISMATCH",
         )
         assert body["extensions"]["current_version"] == 2
+    for malformed in ["garbage", "2", '"2" x']:
+        body = assert_problem(
+            await client.patch(path, json={"name": "lost"}, headers={"If-Match": malformed}),
+            400,
+            "INVALID_PRECONDITION_HEADER",
+        )
+        assert body["errors"] == {"If-Match": ["not a list of entity tags"]}
     assert (
         await client.patch(path, json={"name": "v3"}, headers={"If-Match": '"1", "2"'})
     ).status_code == 200
@@ -249,3 +256,10 @@ async def test_control_characters_in_filters_are_400(client: httpx.AsyncClient) 
     for value in ["\x00", "a\x00b", "\x1b[31m"]:
         body = assert_problem(await client.get(USERS, params={"email": value}), 400, "VALIDATION_ERROR")
         assert set(body["errors"]) == {"email"}
+
+
+async def test_names_are_measured_in_characters_on_every_backend(client: httpx.AsyncClient) -> None:
+    name = "é" * 200  # 400 bytes in UTF-8: fits because the limit counts characters
+    response = await client.post(USERS, json={"email": unique_email(), "name": name})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name

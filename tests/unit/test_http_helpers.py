@@ -19,13 +19,21 @@ from app.building_blocks.api.pagination import decode_cursor, encode_cursor
         (' "3" ,"4" ', frozenset({3, 4})),
         ('W/"3"', frozenset()),
         ('"abc"', frozenset()),
-        ("3", frozenset()),
-        ('"3" garbage', frozenset()),
-        ("", frozenset()),
+        ('"03"', frozenset()),  # opaque strings: "03" is not "3"
+        ('"\u00b2"', frozenset()),  # a Unicode digit is no version
+        ('"' + "9" * 5000 + '"', frozenset()),
+        ('W/"3", "4"', frozenset({4})),
     ],
 )
 def test_parse_if_match(header: str | None, expected: frozenset[int] | None) -> None:
     assert parse_if_match(header) == expected
+
+
+@pytest.mark.parametrize("header", ["3", '"3" garbage', "", '"3",,', "W/3", '"a"b"'])
+def test_malformed_if_match_is_a_bad_request(header: str) -> None:
+    with pytest.raises(BadRequestException) as caught:
+        parse_if_match(header)
+    assert caught.value.errors == {"If-Match": ["not a list of entity tags"]}
 
 
 def test_if_none_match_uses_weak_comparison() -> None:

@@ -187,3 +187,8 @@ def test_requests_are_immutable() -> None:
     ping = Ping(text="x")
     with pytest.raises(Exception, match="frozen"):
         ping.text = "y"  # type: ignore[misc]
+
+
+def test_registering_a_handler_class_is_refused_with_a_hint() -> None:
+    with pytest.raises(TypeError, match=r"lambda context: PingHandler\(context.unit_of_work\)"):
+        Mediator().register(Ping, PingHandler)  # type: ignore[arg-type]

@@ -1,14 +1,19 @@
 """Entity tags from aggregate versions, and the ``If-Match`` / ``If-None-Match`` checks.
 
 A version is an integer that grows with every change, so the strong ETag ``"7"`` identifies one
-state of one resource. Weak tags (``W/"7"``) never satisfy ``If-Match`` (RFC 9110 13.1.1).
+state of one resource. Tags are opaque strings compared character by character (RFC 9110 8.8.3.2):
+``"07"`` is not ``"7"``, and weak tags (``W/"7"``) never satisfy ``If-Match``.
 """
 
 from __future__ import annotations
 
 import re
 
-_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+from app.building_blocks.api.exceptions import BadRequestException
+
+# entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / obs-text
+_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+_CANONICAL_VERSION = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 def etag_for(version: int) -> str:
@@ -16,7 +21,7 @@ def etag_for(version: int) -> str:
 
 
 def _tags(header: str) -> list[tuple[bool, str]] | None:
-    """Parse a comma-separated list of entity tags; ``None`` when the header is malformed."""
+    """Parse ``#entity-tag``; ``None`` when the header is not a valid list."""
     tags: list[tuple[bool, str]] = []
     position = 0
     while position < len(header):
@@ -29,18 +34,26 @@ def _tags(header: str) -> list[tuple[bool, str]] | None:
             if header[position] != ",":
                 return None
             position += 1
-    return tags
+    return tags or None
 
 
-def parse_if_match(header: str | None) -> frozenset[int] | None:
-    """Versions an ``If-Match`` header accepts: ``None`` for absent or ``*`` (any current state),
-    an empty set when nothing can match (malformed, weak or foreign tags), so the request fails."""
+def parse_if_match(header: str | None, *, header_name: str = "If-Match") -> frozenset[int] | None:
+    """Versions an ``If-Match`` header accepts.
+
+    ``None`` when absent or ``*`` (any current state). Otherwise the versions named by strong tags;
+    weak or foreign tags name none, so an empty set means the precondition fails (412). A header
+    that is not a list of entity tags is a malformed request (400).
+    """
     if header is None or header.strip() == "*":
         return None
     tags = _tags(header)
-    if not tags:
-        return frozenset()
-    return frozenset(int(value) for weak, value in tags if not weak and value.isdigit())
+    if tags is None:
+        raise BadRequestException(
+            f"{header_name} must be '*' or a comma-separated list of entity tags such as \"3\"",
+            error_code="INVALID_PRECONDITION_HEADER",
+            errors={header_name: ["not a list of entity tags"]},
+        )
+    return frozenset(int(value) for weak, value in tags if not weak and _CANONICAL_VERSION.fullmatch(value))
 
 
 def if_none_match_hits(header: str | None, version: int) -> bool:
@@ -49,5 +62,4 @@ def if_none_match_hits(header: str | None, version: int) -> bool:
         return False
     if header.strip() == "*":
         return True
-    tags = _tags(header) or []
-    return any(value == str(version) for _weak, value in tags)
+    return any(value == str(version) for _weak, value in _tags(header) or [])

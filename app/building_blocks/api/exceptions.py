@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.building_blocks.api.problem_details import PROBLEM_JSON, ProblemDetails, status_title
+from app.building_blocks.application.exceptions import TemporarilyUnavailableError
 from app.building_blocks.correlation import get_correlation_id
 from app.building_blocks.domain.exceptions import (
     ConflictError,
@@ -244,7 +245,20 @@ def setup_exception_handlers(
             extensions=_public_details(exc.details),
         )
 
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TemporarilyUnavailableError)
+        logger.warning("503 on %s %s: %s", request.method, request.url.path, exc.message)
+        return problem_response(
+            request,
+            503,
+            detail=exc.message,
+            error_code="TEMPORARILY_UNAVAILABLE",
+            extensions={"retry_after": exc.retry_after},
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+
     app.add_exception_handler(ApiException, on_api_exception)
+    app.add_exception_handler(TemporarilyUnavailableError, on_unavailable)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(DomainError, on_domain_error)
@@ -261,7 +275,8 @@ class UnhandledErrorMiddleware:
     """Answers any exception nothing else handled with a 500 problem, and stops it there.
 
     Starlette's own fallback re-raises after responding, so the server logs the traceback a second
-    time; this middleware (inside Starlette's) answers once and logs once.
+    time; this middleware (inside Starlette's) answers once and logs once. When the response had
+    already started, all it can do is stop: the server then closes the unfinished response.
     """
 
     def __init__(self, app: ASGIApp, *, include_stack_trace: bool, log_errors: bool) -> None:
@@ -286,8 +301,8 @@ class UnhandledErrorMiddleware:
         except Exception as exc:
             if self.log_errors:
                 logger.exception("unhandled %s on %s %s", type(exc).__name__, scope["method"], scope["path"])
-            if started:  # too late to answer with a problem; let the server close the connection
-                raise
+            if started:  # too late to answer with a problem
+                return
             extensions: dict[str, Any] = {}
             if self.include_stack_trace:
                 extensions["exception_type"] = type(exc).__name__

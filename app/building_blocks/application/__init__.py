@@ -2,6 +2,7 @@
 
 from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
 from app.building_blocks.application.commands import Command
+from app.building_blocks.application.exceptions import TemporarilyUnavailableError
 from app.building_blocks.application.handlers import CommandHandler, QueryHandler, RequestHandler
 from app.building_blocks.application.mediator import (
     Mediator,
@@ -25,6 +26,7 @@ __all__ = [
     "Request",
     "RequestContext",
     "RequestHandler",
+    "TemporarilyUnavailableError",
     "TransactionBehavior",
     "UnitOfWork",
 ]

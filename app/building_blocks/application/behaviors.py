@@ -50,6 +50,7 @@ class TransactionBehavior:
     """
 
     async def handle(self, context: RequestContext[UnitOfWork], call_next: NextStep) -> Any:
+        context.unit_of_work.read_only = not context.is_command
         async with context.unit_of_work as unit_of_work:
             result = await call_next()
             if context.is_command:

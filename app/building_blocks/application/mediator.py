@@ -94,11 +94,16 @@ class Mediator(Generic[TUnitOfWork]):
         """Register a handler instance, or a factory called per request with its context."""
         if request_type in self._factories:
             raise ValueError(f"{request_type.__name__} already has a handler")
-        if not isinstance(handler, type) and hasattr(handler, "handle"):
+        if isinstance(handler, type):
+            raise TypeError(
+                f"register an instance of {handler.__name__} or a factory "
+                f"(lambda context: {handler.__name__}(context.unit_of_work)), not the class"
+            )
+        if hasattr(handler, "handle"):
             instance = cast(RequestHandler[Any, Any], handler)
             self._factories[request_type] = lambda _context: instance
         else:
-            self._factories[request_type] = cast(HandlerFactory[TUnitOfWork], handler)
+            self._factories[request_type] = handler
 
     def add_behavior(self, behavior: PipelineBehavior) -> None:
         """Append an innermost behaviour (e.g. observability adds its own at setup)."""

@@ -5,12 +5,17 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self
 
-from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.events import DomainEvent
 
 
 class UnitOfWork(Protocol):
-    """Opened per request by the mediator; committed by the transaction behaviour for commands."""
+    """Opened per request by the transaction behaviour; committed only for commands.
+
+    ``read_only`` is set before entering: a query's unit of work may then use a cheaper
+    transaction (on SQLite it does not take the write lock).
+    """
+
+    read_only: bool
 
     async def __aenter__(self) -> Self: ...
 
@@ -20,9 +25,6 @@ class UnitOfWork(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-    def track(self, aggregate: AggregateRoot) -> None:
-        """Remember an aggregate whose events must be collected on commit."""
 
     async def commit(self) -> list[DomainEvent]:
         """Persist everything atomically and return the domain events that were committed."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -47,7 +46,3 @@ class AggregateRoot(BaseEntity):
         """Return and forget the recorded events (called once, by the unit of work)."""
         events, self._events = self._events, []
         return events
-
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._events = []

@@ -43,8 +43,8 @@ class UserIsDeactivated(BusinessRuleViolationError):
 class UserVersionMismatch(PreconditionFailedError):
     def __init__(self, user_id: UUID, current_version: int) -> None:
         super().__init__(
-            f"User '{user_id}' has changed (current version {current_version}); "
-            "fetch it again and retry with its new ETag",
+            f"User '{user_id}' is at version {current_version}, which If-Match does not name; "
+            "fetch it again and retry with its current ETag",
             code="VERSION_MISMATCH",
             current_version=current_version,
         )

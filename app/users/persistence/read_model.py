@@ -36,8 +36,10 @@ class SqlAlchemyUserReadModel:
         status: UserStatus | None,
         email_prefix: str | None,
     ) -> UserPage:
-        """Ids are UUIDv7, so ordering by id is creation order and ``id > after`` is the next page
-        whatever was inserted or deleted meanwhile (no offset drift)."""
+        """Keyset pagination on the UUIDv7 id: ``id > after`` is the next page whatever was deleted
+        meanwhile, with no offset drift. Ids come from the clock when the user is created, so a
+        row committed late with an earlier id (a slow transaction, a clock behind) can land on a
+        page a client has already read: good for browsing, not a change feed."""
         statement = select(users_table).order_by(users_table.c.id).limit(limit + 1)
         if after is not None:
             statement = statement.where(users_table.c.id > after)

@@ -14,5 +14,5 @@ class SqlAlchemyUsersUnitOfWork(SqlAlchemyUnitOfWork):
     user_reads: SqlAlchemyUserReadModel
 
     def _open(self, session: AsyncSession) -> None:
-        self.users = SqlAlchemyUserRepository(session, self.track)
+        self.users = SqlAlchemyUserRepository(session, self.tracker)
         self.user_reads = SqlAlchemyUserReadModel(session)

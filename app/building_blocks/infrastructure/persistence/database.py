@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,17 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from app.building_blocks.infrastructure.persistence.errors import UnstorableValueError, is_data_error
+from app.building_blocks.infrastructure.persistence.errors import (
+    UnstorableValueError,
+    as_unavailable,
+    is_data_error,
+)
+
+logger = logging.getLogger("app.database")
+
+READ_ONLY = "read_only"
+"""Execution option for connections that will only read: SQLite then begins a deferred
+transaction that runs alongside the writer instead of queueing for the write lock."""
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -23,60 +34,75 @@ def create_engine(
     echo: bool = False,
     pool_size: int = 10,
     max_overflow: int = 10,
+    pool_timeout: float = 10.0,
     connect_timeout: float = 5.0,
+    lock_timeout: float = 5.0,
+    statement_timeout: float | None = 30.0,
     application_name: str | None = None,
 ) -> AsyncEngine:
-    """Build an engine with the settings each backend needs to be safe under concurrency."""
+    """Build an engine with the settings each backend needs to be safe under concurrency.
+
+    ``lock_timeout`` bounds how long a statement waits for a row lock (PostgreSQL) or the write
+    lock (SQLite ``busy_timeout``); past it the request fails as temporarily unavailable (503)
+    rather than holding a connection forever. SQLite ignores the pool settings.
+    """
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, echo=echo, connect_timeout=connect_timeout)
+        engine = _sqlite_engine(url, echo=echo, connect_timeout=connect_timeout, busy_timeout=lock_timeout)
     else:
         connect_args: dict[str, Any] = {}
         if url.get_driver_name() == "asyncpg":
-            connect_args["timeout"] = connect_timeout
+            server_settings = {"lock_timeout": str(int(lock_timeout * 1000))}
+            if statement_timeout:
+                server_settings["statement_timeout"] = str(int(statement_timeout * 1000))
             if application_name:
-                connect_args["server_settings"] = {"application_name": application_name}
+                server_settings["application_name"] = application_name
+            connect_args = {"timeout": connect_timeout, "server_settings": server_settings}
         engine = create_async_engine(
             url,
             echo=echo,
             pool_size=pool_size,
             max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
             pool_pre_ping=True,
             connect_args=connect_args,
         )
-    event.listen(engine.sync_engine, "handle_error", _data_errors_are_bad_input)
+    event.listen(engine.sync_engine, "handle_error", _translate_driver_errors)
     return engine
 
 
-def _data_errors_are_bad_input(context: ExceptionContext) -> BaseException | None:
-    """Replace a driver's data exception with a domain validation error (answered as 400)."""
-    if is_data_error(context.sqlalchemy_exception or context.original_exception):
+def _translate_driver_errors(context: ExceptionContext) -> BaseException | None:
+    """Data exceptions become 400s, lock and busy timeouts 503s; the rest stay as they are."""
+    error = context.sqlalchemy_exception or context.original_exception
+    if is_data_error(error):
+        logger.warning("the database refused a value: %s", str(context.original_exception)[:200])
         return UnstorableValueError()
-    return None
+    return as_unavailable(error)
 
 
-def _sqlite_engine(url: URL, *, echo: bool, connect_timeout: float) -> AsyncEngine:
+def _sqlite_engine(url: URL, *, echo: bool, connect_timeout: float, busy_timeout: float) -> AsyncEngine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, echo=echo, connect_args={"timeout": connect_timeout})
 
     # SQLite allows one writer at a time. A deferred transaction that reads and then writes fails
-    # with "database is locked" when another writer got in first, so every transaction takes the
-    # write lock up front (BEGIN IMMEDIATE) and waits for it (busy_timeout). This serialises
-    # writers: the embedded mode trades throughput for correctness.
+    # with "database is locked" when another writer got in first, so a transaction that may write
+    # takes the write lock up front (BEGIN IMMEDIATE) and waits for it (busy_timeout). Readers
+    # (READ_ONLY connections) begin deferred and, thanks to WAL, never wait for a writer.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(connect_timeout * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -95,6 +121,7 @@ async def check_database(engine: AsyncEngine, *, timeout: float = 5.0) -> None:
     try:
         async with asyncio.timeout(timeout):
             async with engine.connect() as connection:
+                connection = await connection.execution_options(**{READ_ONLY: True})
                 await connection.execute(text("SELECT 1"))
     except TimeoutError:
         raise DatabaseUnavailableError(

@@ -1,15 +1,25 @@
-"""Turn driver-specific integrity errors into one exception repositories can reason about."""
+"""Turn driver-specific database errors into exceptions the layers above can reason about.
+
+- unique violations → :class:`UniqueConstraintViolation` (a ``ConflictError``: 409);
+- values the database refuses as data → :class:`UnstorableValueError` (400);
+- lock, busy, pool and connection failures → ``TemporarilyUnavailableError`` (503).
+"""
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.building_blocks.application.exceptions import TemporarilyUnavailableError
 from app.building_blocks.domain.exceptions import ConflictError, DomainValidationError
 
 _PG_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>.+)$")
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+# lock_not_available (lock_timeout), query_canceled (statement_timeout), too_many_connections
+_PG_UNAVAILABLE = {"55P03", "57014", "53300"}
 
 
 class UniqueConstraintViolation(ConflictError):
@@ -41,23 +51,36 @@ class UnstorableValueError(DomainValidationError):
         )
 
 
-def is_data_error(error: BaseException) -> bool:
-    if isinstance(error, DataError):
-        return True
+def _sqlstate(error: BaseException) -> str | None:
     if not isinstance(error, StatementError):
-        return False
+        return None
     orig = error.orig
     cause = orig.__cause__ if orig is not None else None
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+    state = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def is_data_error(error: BaseException) -> bool:
+    return isinstance(error, DataError) or (_sqlstate(error) or "").startswith("22")
+
+
+def as_unavailable(error: BaseException) -> TemporarilyUnavailableError | None:
+    """A ``TemporarilyUnavailableError`` when retrying later may succeed, else ``None``."""
+    if isinstance(error, PoolTimeoutError):
+        return TemporarilyUnavailableError("all database connections are busy; retry shortly")
+    if _sqlstate(error) in _PG_UNAVAILABLE or any(text in str(error) for text in _SQLITE_BUSY):
+        return TemporarilyUnavailableError("the database is busy; retry shortly")
+    lost = isinstance(error, DBAPIError) and error.connection_invalidated
+    if lost or isinstance(error, OSError) or (_sqlstate(error) or "").startswith("08"):
+        return TemporarilyUnavailableError("the database cannot be reached; retry shortly", retry_after=5)
+    return None
 
 
 def translate_integrity_error(error: IntegrityError) -> UniqueConstraintViolation | None:
     """Return a :class:`UniqueConstraintViolation` for unique errors, ``None`` for other kinds."""
     orig = error.orig
     cause = getattr(orig, "__cause__", None)
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
-    if sqlstate == "23505":  # PostgreSQL unique_violation
+    if _sqlstate(error) == "23505":  # PostgreSQL unique_violation
         detail = getattr(cause, "detail", None) or str(orig)
         match = _PG_KEY.search(detail or "")
         columns = tuple(c.strip() for c in match["columns"].split(",")) if match else ()

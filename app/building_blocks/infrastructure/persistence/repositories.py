@@ -8,8 +8,7 @@ work's transaction, so a constraint violation surfaces at the call that caused i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Executable, Result, RowMapping, Table, delete, insert, select, update
@@ -19,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.exceptions import ConcurrencyError
 from app.building_blocks.infrastructure.persistence.errors import translate_integrity_error
+
+if TYPE_CHECKING:
+    from app.building_blocks.infrastructure.persistence.unit_of_work import AggregateTracker
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -43,14 +45,15 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
     """Persists one aggregate type in one table keyed by ``id`` with a ``version`` column.
 
     The stored version starts at 1. ``update`` and ``remove`` only touch the row if its version is
-    still the one that was loaded; otherwise :class:`ConcurrencyError` is raised.
+    still the one that was loaded; otherwise :class:`ConcurrencyError` is raised. Every write
+    hands the aggregate's recorded events to the unit of work's tracker.
     """
 
     table: ClassVar[Table]
 
-    def __init__(self, session: AsyncSession, track: Callable[[AggregateRoot], None] | None = None) -> None:
+    def __init__(self, session: AsyncSession, tracker: AggregateTracker | None = None) -> None:
         self.session = session
-        self._track = track or (lambda _aggregate: None)
+        self._tracker = tracker
 
     @abstractmethod
     def _to_row(self, aggregate: TAggregate) -> dict[str, Any]:
@@ -71,13 +74,14 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
         if row is None:
             return None
         aggregate = self._from_row(row)
-        self._track(aggregate)
+        if self._tracker is not None:
+            self._tracker.loaded(aggregate)
         return aggregate
 
     async def add(self, aggregate: TAggregate) -> None:
         await self._execute(insert(self.table).values(**self._to_row(aggregate), version=1))
         aggregate.version = 1
-        self._track(aggregate)
+        self._saved(aggregate)
 
     async def update(self, aggregate: TAggregate) -> None:
         statement = (
@@ -87,14 +91,18 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
         )
         await self._expect_one_row(statement, aggregate)
         aggregate.version += 1
-        self._track(aggregate)
+        self._saved(aggregate)
 
     async def remove(self, aggregate: TAggregate) -> None:
         statement = delete(self.table).where(
             self.table.c.id == aggregate.id, self.table.c.version == aggregate.version
         )
         await self._expect_one_row(statement, aggregate)
-        self._track(aggregate)
+        self._saved(aggregate)
+
+    def _saved(self, aggregate: TAggregate) -> None:
+        if self._tracker is not None:
+            self._tracker.saved(aggregate)
 
     async def _expect_one_row(self, statement: Executable, aggregate: TAggregate) -> None:
         result = await self._execute(statement)

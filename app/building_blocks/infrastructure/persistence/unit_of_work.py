@@ -10,22 +10,59 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.events import DomainEvent
-from app.building_blocks.infrastructure.persistence.errors import translate_integrity_error
+from app.building_blocks.infrastructure.persistence.database import READ_ONLY
+from app.building_blocks.infrastructure.persistence.errors import (
+    as_unavailable,
+    translate_integrity_error,
+)
+
+
+class UnsavedChangesError(RuntimeError):
+    """An aggregate recorded events but was never saved: a handler forgot ``repository.update``."""
+
+
+class AggregateTracker:
+    """What the repositories of one unit of work loaded and saved.
+
+    Events are taken from an aggregate when its state is written, so an event is committed if and
+    only if the change that raised it is. An aggregate that still holds events at commit time was
+    changed but not saved, which is a bug worth failing loudly for.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, AggregateRoot] = {}
+        self._events: list[DomainEvent] = []
+
+    def loaded(self, aggregate: AggregateRoot) -> None:
+        self._seen[id(aggregate)] = aggregate
+
+    def saved(self, aggregate: AggregateRoot) -> None:
+        self._seen[id(aggregate)] = aggregate
+        self._events.extend(aggregate.pull_events())
+
+    def drain(self) -> list[DomainEvent]:
+        unsaved = [a for a in self._seen.values() if a.pending_events]
+        if unsaved:
+            names = ", ".join(f"{type(a).__name__} {a.id}" for a in unsaved)
+            raise UnsavedChangesError(f"changed but not saved: {names}")
+        events, self._events = self._events, []
+        return events
 
 
 class SqlAlchemyUnitOfWork:
     """Opens a session on enter, rolls back on exit unless committed.
 
-    Subclasses attach their repositories in :meth:`_open` (e.g. ``self.users = ...``). On commit
-    the events recorded by every aggregate the repositories touched are drained and handed to
-    :meth:`_before_commit`, still inside the transaction: that is where the transactional outbox
-    stores them, so an event exists if and only if the change that raised it does.
+    Subclasses attach their repositories in :meth:`_open` (e.g. ``self.users = ...``), passing
+    them ``self.tracker``. On commit the events of every saved aggregate, in the order they were
+    saved, are handed to :meth:`_before_commit` inside the transaction: the hook where the
+    transactional outbox stores them, so that they are committed atomically with the state.
     """
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
         self._session: AsyncSession | None = None
-        self._seen: dict[int, AggregateRoot] = {}
+        self.tracker = AggregateTracker()
+        self.read_only = False
 
     @property
     def session(self) -> AsyncSession:
@@ -37,7 +74,8 @@ class SqlAlchemyUnitOfWork:
         if self._session is not None:
             raise RuntimeError("a unit of work is opened once")
         self._session = self._session_factory()
-        self._seen = {}
+        if self.read_only:
+            await self._session.connection(execution_options={READ_ONLY: True})
         self._open(self._session)
         return self
 
@@ -53,23 +91,18 @@ class SqlAlchemyUnitOfWork:
                 await session.rollback()
         finally:
             await session.close()
+        unavailable = as_unavailable(exc) if exc is not None else None
+        if unavailable is not None:
+            raise unavailable from exc
 
     def _open(self, session: AsyncSession) -> None:
-        """Hook: create repositories bound to ``session`` and to :meth:`track`."""
+        """Hook: create repositories bound to ``session`` and ``self.tracker``."""
 
     async def _before_commit(self, events: list[DomainEvent]) -> None:
         """Hook: runs inside the transaction with the events about to be committed."""
 
-    def track(self, aggregate: AggregateRoot) -> None:
-        self._seen[id(aggregate)] = aggregate
-
-    def collect_events(self) -> list[DomainEvent]:
-        events = [event for aggregate in self._seen.values() for event in aggregate.pull_events()]
-        events.sort(key=lambda event: event.occurred_at)
-        return events
-
     async def commit(self) -> list[DomainEvent]:
-        events = self.collect_events()
+        events = self.tracker.drain()
         try:
             await self._before_commit(events)
             await self.session.commit()
