@@ -6,6 +6,7 @@ its behaviours and the users handlers) → FastAPI app (errors, middleware, rout
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,12 +20,17 @@ from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
 from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
 from app.building_blocks.application.mediator import Mediator
+from app.building_blocks.infrastructure.messaging.publishers import (
+    create_event_publisher,
+    create_integration_event_mediator,
+)
 from app.building_blocks.infrastructure.persistence.database import (
     check_database,
     create_engine,
     create_session_factory,
 )
 from app.building_blocks.observability.logging import configure_logging
+from app.messaging import Messaging, build_messaging
 from app.settings import Settings, get_settings
 from app.users import module as users
 from app.users.application.unit_of_work import UsersUnitOfWork
@@ -48,14 +54,22 @@ def build_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def build_mediator(engine: AsyncEngine) -> Mediator[UsersUnitOfWork]:
+def build_mediator(engine: AsyncEngine, messaging: Messaging) -> Mediator[UsersUnitOfWork]:
+    """Commands commit their integration events to the outbox in the same transaction; with the
+    outbox switched off (development only) they are published straight after the commit."""
     session_factory = create_session_factory(engine)
+    hooks = messaging.commit_hooks()
     mediator: Mediator[UsersUnitOfWork] = Mediator(
         behaviors=[LoggingBehavior(), TransactionBehavior()],
-        unit_of_work_factory=lambda: SqlAlchemyUsersUnitOfWork(session_factory),
+        unit_of_work_factory=lambda: SqlAlchemyUsersUnitOfWork(session_factory, hooks),
     )
     users.register_handlers(mediator)
     mediator.verify("app.users")
+    if messaging.outbox is None:
+        publisher = create_event_publisher(
+            messaging.settings.kafka, producer=messaging.producer, topics=messaging.topics
+        )
+        create_integration_event_mediator(mediator, publisher, messaging.mapper)
     return mediator
 
 
@@ -63,15 +77,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
     engine = build_engine(settings)
-    mediator = build_mediator(engine)
+    # Embedded mode runs the relay and consumers in this process; otherwise the worker does.
+    messaging = build_messaging(
+        settings, engine, relay=settings.kafka.embedded, consumers=settings.kafka.embedded
+    )
+    mediator = build_mediator(engine, messaging)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await check_database(engine, timeout=settings.database.connect_timeout)
-        logger.info("%s started (%s)", settings.service_name, engine.url.get_backend_name())
+        stop = asyncio.Event()
+        background = asyncio.create_task(messaging.run(stop)) if messaging.embedded else None
+        logger.info(
+            "%s started (%s, %s messaging)",
+            settings.service_name,
+            engine.url.get_backend_name(),
+            "embedded" if messaging.embedded else "Kafka",
+        )
         try:
             yield
         finally:
+            stop.set()
+            if background is not None:
+                await background
+            await messaging.producer.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -84,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.mediator = mediator
+    app.state.messaging = messaging
 
     setup_exception_handlers(app, include_stack_trace=settings.include_stack_trace, log_errors=True)
     install_problem_openapi(app)

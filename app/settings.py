@@ -12,6 +12,8 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/app.db"
 
 _ASYNC_DRIVERS = {
@@ -62,7 +64,10 @@ class Settings(BaseSettings):
     log_json: bool = True
     include_stack_trace: bool = False
     readiness_timeout: float = Field(default=2.0, gt=0)
+    users_topic: str | None = Field(default=None, description="default: <SERVICE_NAME>.users.v1")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -73,6 +78,10 @@ class Settings(BaseSettings):
     def _safe_outside_development(self) -> Self:
         if self.environment == "production" and self.include_stack_trace:
             raise ValueError("INCLUDE_STACK_TRACE must be false when ENVIRONMENT=production")
+        if self.environment == "production" and not self.kafka.enable_outbox:
+            raise ValueError("KAFKA_ENABLE_OUTBOX=false loses events on a crash; not in production")
+        if "client_id" not in self.kafka.model_fields_set:
+            self.kafka = self.kafka.model_copy(update={"client_id": self.service_name})
         return self
 
 

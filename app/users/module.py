@@ -20,7 +20,7 @@ from app.users.application.commands import (
     RegisterUser,
     UpdateUserProfile,
 )
-from app.users.application.queries import GetUser, ListUsers
+from app.users.application.queries import GetUser, GetUserActivity, ListUsers
 from app.users.application.unit_of_work import UsersUnitOfWork
 
 HANDLERS: dict[type[Request[Any]], Callable[[UsersUnitOfWork], Any]] = {
@@ -31,6 +31,7 @@ HANDLERS: dict[type[Request[Any]], Callable[[UsersUnitOfWork], Any]] = {
     DeleteUser: handlers.DeleteUserHandler,
     GetUser: handlers.GetUserHandler,
     ListUsers: handlers.ListUsersHandler,
+    GetUserActivity: handlers.GetUserActivityHandler,
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
 from app.settings import DatabaseSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +16,7 @@ TEST_ONLY = {"REQUIRE_SERVICES", "TEST_DATABASE_URL", "BASE_URL"}
 
 def settings_variables() -> set[str]:
     names: set[str] = set()
-    for model in (Settings, DatabaseSettings):
+    for model in (Settings, DatabaseSettings, KafkaConfig, OutboxConfig):
         prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
             annotation = field.annotation

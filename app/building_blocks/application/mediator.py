@@ -105,9 +105,12 @@ class Mediator(Generic[TUnitOfWork]):
         else:
             self._factories[request_type] = handler
 
-    def add_behavior(self, behavior: PipelineBehavior) -> None:
-        """Append an innermost behaviour (e.g. observability adds its own at setup)."""
-        self._behaviors.append(behavior)
+    def add_behavior(self, behavior: PipelineBehavior, *, outermost: bool = False) -> None:
+        """Add a behaviour innermost (default) or outermost (to see the committed outcome)."""
+        if outermost:
+            self._behaviors.insert(0, behavior)
+        else:
+            self._behaviors.append(behavior)
 
     @property
     def registered(self) -> frozenset[type[Request[Any]]]:

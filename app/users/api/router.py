@@ -12,7 +12,14 @@ from app.building_blocks.api.etags import etag_for, if_none_match_hits, parse_if
 from app.building_blocks.api.exceptions import BadRequestException
 from app.building_blocks.api.openapi import problem_responses
 from app.building_blocks.api.pagination import decode_cursor, encode_cursor
-from app.users.api.schemas import UserCreate, UserPublic, UsersPublic, UserUpdate
+from app.users.api.schemas import (
+    ActivityEntryPublic,
+    UserActivityPublic,
+    UserCreate,
+    UserPublic,
+    UsersPublic,
+    UserUpdate,
+)
 from app.users.application.commands import (
     DeactivateUser,
     DeleteUser,
@@ -20,7 +27,7 @@ from app.users.application.commands import (
     RegisterUser,
     UpdateUserProfile,
 )
-from app.users.application.queries import MAX_PAGE_SIZE, GetUser, ListUsers
+from app.users.application.queries import MAX_PAGE_SIZE, GetUser, GetUserActivity, ListUsers
 from app.users.application.read_models import UserDetails
 from app.users.domain.user import UserStatus
 
@@ -103,6 +110,23 @@ async def get_user(
     if if_none_match_hits(if_none_match, user.version):
         return Response(status_code=304, headers={"ETag": etag_for(user.version)})
     return _respond(response, user)
+
+
+@router.get(
+    "/{user_id}/activity",
+    response_model=UserActivityPublic,
+    summary="What happened to a user, oldest first",
+    description="The activity log is projected asynchronously from the users topic (outbox → relay → "
+    "consumer), so an event appears shortly after the change that raised it; each appears once.",
+    responses=problem_responses(400, 404),
+)
+async def get_user_activity(
+    user_id: UUID,
+    mediator: MediatorDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> UserActivityPublic:
+    entries = await mediator.send(GetUserActivity(user_id=user_id, limit=limit))
+    return UserActivityPublic(items=[ActivityEntryPublic(**entry.model_dump()) for entry in entries])
 
 
 @router.patch(

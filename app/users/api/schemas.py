@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
@@ -49,6 +49,17 @@ class UserPublic(BaseModel):
     @classmethod
     def from_details(cls, details: UserDetails) -> UserPublic:
         return cls.model_validate(details.model_dump())
+
+
+class ActivityEntryPublic(BaseModel):
+    event_id: str
+    event_type: str = Field(examples=["users.user_registered"])
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+class UserActivityPublic(BaseModel):
+    items: list[ActivityEntryPublic]
 
 
 class UsersPublic(BaseModel):

@@ -12,8 +12,8 @@ from app.users.application.commands import (
     RegisterUser,
     UpdateUserProfile,
 )
-from app.users.application.queries import GetUser, ListUsers
-from app.users.application.read_models import UserDetails, UserPage
+from app.users.application.queries import GetUser, GetUserActivity, ListUsers
+from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.application.unit_of_work import UsersUnitOfWork
 from app.users.domain.email import Email
 from app.users.domain.exceptions import EmailAlreadyRegistered, UserNotFound, UserVersionMismatch
@@ -105,3 +105,14 @@ class ListUsersHandler:
         return await self.uow.user_reads.list(
             limit=query.limit, after=query.after, status=query.status, email_prefix=prefix or None
         )
+
+
+class GetUserActivityHandler:
+    def __init__(self, uow: UsersUnitOfWork) -> None:
+        self.uow = uow
+
+    async def handle(self, query: GetUserActivity) -> list[ActivityEntry]:
+        entries = list(await self.uow.user_reads.activity(query.user_id, limit=query.limit))
+        if not entries and await self.uow.user_reads.get(query.user_id) is None:
+            raise UserNotFound(query.user_id)
+        return entries

@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import Field
 
 from app.building_blocks.application.queries import Query
-from app.users.application.read_models import UserDetails, UserPage
+from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.domain.user import UserStatus
 
 MAX_PAGE_SIZE = 100
@@ -15,6 +15,13 @@ MAX_PAGE_SIZE = 100
 
 class GetUser(Query[UserDetails]):
     user_id: UUID
+
+
+class GetUserActivity(Query[list[ActivityEntry]]):
+    """What happened to a user, as the activity log projected it from the users topic."""
+
+    user_id: UUID
+    limit: int = Field(default=100, ge=1, le=1000)
 
 
 class ListUsers(Query[UserPage]):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -35,6 +36,17 @@ class UserDetails(BaseModel):
         )
 
 
+class ActivityEntry(BaseModel):
+    """One event in a user's activity log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
 class UserPage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -55,3 +67,7 @@ class UserReadModel(Protocol):
         status: UserStatus | None,
         email_prefix: str | None,
     ) -> UserPage: ...
+
+    async def activity(self, user_id: UUID, *, limit: int) -> Sequence[ActivityEntry]:
+        """The user's events, oldest first (the log outlives a deleted user)."""
+        ...

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.users.application.read_models import UserDetails, UserPage
+from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.domain.user import UserStatus
-from app.users.persistence.tables import users_table
+from app.users.persistence.tables import user_activity_table, users_table
 
 
 def _details(row: RowMapping) -> UserDetails:
@@ -51,3 +52,13 @@ class SqlAlchemyUserReadModel:
         items = [_details(row) for row in rows[:limit]]
         next_after = items[-1].id if len(rows) > limit else None
         return UserPage(items=items, next_after=next_after)
+
+    async def activity(self, user_id: UUID, *, limit: int) -> Sequence[ActivityEntry]:
+        table = user_activity_table
+        rows = await self.session.execute(
+            select(table.c.event_id, table.c.event_type, table.c.occurred_at, table.c.data)
+            .where(table.c.user_id == user_id)
+            .order_by(table.c.occurred_at, table.c.event_id)
+            .limit(limit)
+        )
+        return [ActivityEntry.model_validate(dict(row)) for row in rows.mappings()]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +20,16 @@ from app.building_blocks.infrastructure.persistence.errors import (
 
 class UnsavedChangesError(RuntimeError):
     """An aggregate recorded events but was never saved: a handler forgot ``repository.update``."""
+
+
+class CommitHook(Protocol):
+    """Something that must happen atomically with a commit (the transactional outbox)."""
+
+    async def before_commit(self, session: AsyncSession, events: list[DomainEvent]) -> None:
+        """Runs inside the transaction, after the handler, with the events being committed."""
+
+    def after_commit(self) -> None:
+        """Runs once the transaction has committed."""
 
 
 class AggregateTracker:
@@ -54,12 +65,15 @@ class SqlAlchemyUnitOfWork:
 
     Subclasses attach their repositories in :meth:`_open` (e.g. ``self.users = ...``), passing
     them ``self.tracker``. On commit the events of every saved aggregate, in the order they were
-    saved, are handed to :meth:`_before_commit` inside the transaction: the hook where the
-    transactional outbox stores them, so that they are committed atomically with the state.
+    saved, are handed to each :class:`CommitHook` inside the transaction: that is where the
+    transactional outbox stores them, so they are committed atomically with the state.
     """
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], hooks: Sequence[CommitHook] = ()
+    ) -> None:
         self._session_factory = session_factory
+        self._hooks = tuple(hooks)
         self._session: AsyncSession | None = None
         self.tracker = AggregateTracker()
         self.read_only = False
@@ -98,19 +112,19 @@ class SqlAlchemyUnitOfWork:
     def _open(self, session: AsyncSession) -> None:
         """Hook: create repositories bound to ``session`` and ``self.tracker``."""
 
-    async def _before_commit(self, events: list[DomainEvent]) -> None:
-        """Hook: runs inside the transaction with the events about to be committed."""
-
     async def commit(self) -> list[DomainEvent]:
         events = self.tracker.drain()
         try:
-            await self._before_commit(events)
+            for hook in self._hooks:
+                await hook.before_commit(self.session, events)
             await self.session.commit()
         except IntegrityError as error:
             violation = translate_integrity_error(error)
             if violation is None:
                 raise
             raise violation from error
+        for hook in self._hooks:
+            hook.after_commit()
         return events
 
     async def rollback(self) -> None:

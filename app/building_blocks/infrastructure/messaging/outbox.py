@@ -1,0 +1,89 @@
+"""The transactional outbox: integration events stored with the change that raised them.
+
+:class:`OutboxWriter` is a commit hook of the unit of work: inside the transaction it maps the
+committed domain events to integration events and inserts one ``outbox`` row each, plus a
+PostgreSQL ``NOTIFY`` (delivered only if the transaction commits) to wake the relay at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.building_blocks.domain.events import DomainEvent, IntegrationEvent
+from app.building_blocks.infrastructure.messaging.envelope import (
+    OutgoingMessage,
+    cloud_event_headers,
+    encode_value,
+)
+from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
+from app.building_blocks.infrastructure.messaging.tables import outbox_table
+from app.building_blocks.infrastructure.messaging.topics import TopicRouter
+
+NOTIFY_CHANNEL = "outbox"
+
+
+def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str, Any]:
+    return {
+        "id": event.event_id,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "event_type": event.versioned_type(),
+        "topic": topic,
+        "payload": json.loads(encode_value(event)),
+        "headers": cloud_event_headers(event, source=event.source or source),
+        "occurred_at": event.occurred_at,
+    }
+
+
+def row_to_message(row: Any) -> OutgoingMessage:
+    """An outbox row as the record the relay produces (key = aggregate id)."""
+    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    headers = row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
+    return OutgoingMessage(
+        topic=row.topic,
+        key=row.aggregate_id,
+        value=json.dumps(payload, separators=(",", ":")).encode(),
+        headers={str(name): str(value) for name, value in headers.items()},
+    )
+
+
+async def store_in_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    await session.execute(insert(outbox_table), rows)
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+class OutboxWriter:
+    """Commit hook: domain events → integration events → outbox rows, in the same transaction."""
+
+    def __init__(
+        self,
+        mapper: IntegrationEventMapper,
+        topics: TopicRouter,
+        *,
+        on_committed: Callable[[], None] | None = None,
+    ) -> None:
+        self.mapper = mapper
+        self.topics = topics
+        self._on_committed = on_committed
+        self.written = 0
+
+    async def before_commit(self, session: AsyncSession, events: list[DomainEvent]) -> None:
+        rows = [
+            outbox_row(event, topic=self.topics(event), source=self.mapper.source)
+            for event in self.mapper.map_all(events)
+        ]
+        await store_in_outbox(session, rows)
+        self.written += len(rows)
+
+    def after_commit(self) -> None:
+        """Wake a relay in this process (the embedded mode has no NOTIFY)."""
+        if self._on_committed is not None:
+            self._on_committed()

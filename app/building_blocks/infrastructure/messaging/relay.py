@@ -1,0 +1,241 @@
+"""The outbox relay: moves committed outbox rows to the transport, in order, at least once.
+
+- **One active relay per database.** On PostgreSQL the relay that holds a session-level advisory
+  lock publishes; the others stand by and retry the lock, so one takes over within
+  ``standby_interval`` when the leader dies (its connection closes, the lock goes with it).
+- **Woken, not only polling.** The leader ``LISTEN``s on the channel the outbox writer
+  ``NOTIFY``s; polling every ``poll_interval`` remains because notifications are not stored.
+- **Ordered per aggregate.** A batch is claimed in position order (``FOR UPDATE SKIP LOCKED``);
+  each aggregate's rows are sent one after the other, each waiting for the broker's ack, and the
+  first failure stops that aggregate for this round, so no later event of it can overtake the
+  failed one. Different aggregates go out concurrently.
+- **Nothing lost.** A row is marked published only after its ack, in the transaction that claimed
+  it. A crash in between re-sends the row later: consumers deduplicate by event id (the inbox).
+- **Kafka down** records ``attempts`` and ``last_error`` on the rows, backs off exponentially up
+  to ``max_backoff`` and resumes alone when sends succeed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.building_blocks.infrastructure.messaging.config import OutboxConfig
+from app.building_blocks.infrastructure.messaging.outbox import NOTIFY_CHANNEL, row_to_message
+from app.building_blocks.infrastructure.messaging.tables import outbox_table
+from app.building_blocks.infrastructure.messaging.transport import MessageProducer
+
+logger = logging.getLogger("app.messaging.relay")
+
+DEFAULT_LOCK_KEY = 0x6F7574626F78  # "outbox"
+PURGE_CHUNK = 1000
+_o = outbox_table.c
+
+
+@dataclass
+class BatchResult:
+    published: int = 0
+    failed: int = 0
+    held_back: int = 0  # rows behind a failed row of the same aggregate
+
+    @property
+    def claimed(self) -> int:
+        return self.published + self.failed + self.held_back
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds; return whether it was set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    return event.is_set()
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: MessageProducer,
+        config: OutboxConfig | None = None,
+        *,
+        lock_key: int = DEFAULT_LOCK_KEY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.producer = producer
+        self.config = config or OutboxConfig()
+        self.lock_key = lock_key
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+        self.is_leader = False
+        self.published_total = 0
+
+    def wake(self) -> None:
+        """Publish now rather than at the next poll (called after a local commit)."""
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stand by, lead while holding the lock, and start over after any failure until ``stop``."""
+        while not stop.is_set():
+            try:
+                async with self._leadership(stop) as leading:
+                    if leading:
+                        await self._lead(stop)
+            except Exception:
+                logger.exception("outbox relay failed; starting over")
+                await _wait(stop, self.config.standby_interval)
+        self.is_leader = False
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[bool]:
+        if self.engine.dialect.name != "postgresql":  # embedded: one process, one relay
+            self.is_leader = True
+            try:
+                yield True
+            finally:
+                self.is_leader = False
+            return
+        async with self.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            while not await raw.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
+                if await _wait(stop, self.config.standby_interval):
+                    yield False
+                    return
+            await raw.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            self._leader_connection = raw
+            self.is_leader = True
+            logger.info("outbox relay is the leader")
+            try:
+                yield True
+            finally:
+                self.is_leader = False
+                if not raw.is_closed():
+                    with contextlib.suppress(Exception):
+                        await raw.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                        await raw.execute("SELECT pg_advisory_unlock($1)", self.lock_key)
+
+    def _on_notify(self, *_args: Any) -> None:
+        self._wakeup.set()
+
+    def _still_leading(self) -> bool:
+        connection = getattr(self, "_leader_connection", None)
+        return connection is None or not connection.is_closed()
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        backoff = 0.0
+        next_purge = time.monotonic()
+        while not stop.is_set():
+            if not self._still_leading():
+                raise ConnectionError("lost the connection that holds the relay lock")
+            self._wakeup.clear()
+            result = await self.publish_batch()
+            if result.failed:
+                backoff = min(self.config.max_backoff, max(0.2, backoff * 2))
+                logger.warning(
+                    "outbox relay: %d sent, %d failed, %d held back; retrying in %.1fs",
+                    result.published,
+                    result.failed,
+                    result.held_back,
+                    backoff,
+                )
+                await _wait(stop, backoff)
+                continue
+            backoff = 0.0
+            if time.monotonic() >= next_purge:
+                await self.purge()
+                next_purge = time.monotonic() + self.config.purge_interval
+            if result.claimed < self.config.batch_size:
+                await _wait(self._wakeup, self.config.poll_interval)
+
+    async def publish_batch(self) -> BatchResult:
+        """Claim the oldest unpublished rows, send them, record the outcome; one transaction."""
+        result = BatchResult()
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(_o.position, _o.topic, _o.aggregate_id, _o.payload, _o.headers)
+                    .where(_o.published_at.is_(None))
+                    .order_by(_o.position)
+                    .limit(self.config.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return result
+            outcomes = await self._send_in_order(rows)
+            sent = [position for position, error in outcomes.items() if error is None]
+            errors: dict[str, list[int]] = defaultdict(list)
+            for position, error in outcomes.items():
+                if error is not None:
+                    errors[error].append(position)
+            await self._record(session, sent, errors)
+            result.published = len(sent)
+            result.failed = sum(len(positions) for positions in errors.values())
+            result.held_back = len(rows) - len(outcomes)
+        self.published_total += result.published
+        return result
+
+    async def _send_in_order(self, rows: Sequence[Any]) -> dict[int, str | None]:
+        chains: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for row in rows:
+            chains[(row.topic, row.aggregate_id)].append(row)
+        outcomes: dict[int, str | None] = {}
+
+        async def send_chain(chain: list[Any]) -> None:
+            for row in chain:
+                try:
+                    await self.producer.send(row_to_message(row))
+                except Exception as error:
+                    outcomes[row.position] = f"{type(error).__name__}: {error}"[:2000]
+                    return  # later rows of this aggregate wait for the next round
+                outcomes[row.position] = None
+
+        await asyncio.gather(*(send_chain(chain) for chain in chains.values()))
+        return outcomes
+
+    async def _record(self, session: AsyncSession, sent: list[int], errors: dict[str, list[int]]) -> None:
+        if sent:
+            await session.execute(
+                update(outbox_table)
+                .where(_o.position.in_(sent))
+                .values(published_at=self._clock(), attempts=_o.attempts + 1, last_error=None)
+            )
+        for error, positions in errors.items():
+            await session.execute(
+                update(outbox_table)
+                .where(_o.position.in_(positions))
+                .values(attempts=_o.attempts + 1, last_error=error)
+            )
+
+    async def purge(self) -> int:
+        """Delete rows published longer ago than the retention period, in chunks."""
+        cutoff = self._clock() - timedelta(hours=self.config.retention_hours)
+        total = 0
+        while True:
+            async with self._sessions() as session, session.begin():
+                chunk = (
+                    select(_o.position)
+                    .where(_o.published_at.is_not(None), _o.published_at < cutoff)
+                    .limit(PURGE_CHUNK)
+                    .scalar_subquery()
+                )
+                outcome = await session.execute(delete(outbox_table).where(_o.position.in_(chunk)))
+                deleted = cast(CursorResult[Any], outcome).rowcount
+            total += deleted or 0
+            if not deleted or deleted < PURGE_CHUNK:
+                break
+        if total:
+            logger.info("outbox relay purged %d published rows", total)
+        return total

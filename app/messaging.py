@@ -1,0 +1,98 @@
+"""Composition of integration events: which transport, which relay, which consumers.
+
+Chosen by configuration alone: with ``KAFKA_BOOTSTRAP_SERVERS`` the transport is Kafka and the
+worker process (``python -m app.worker``) runs the relay and the consumers; without it an
+in-process broker carries the same messages and the API process runs them (embedded mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.building_blocks.infrastructure.messaging.consumer import InboxConsumer
+from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer, KafkaMessageSource
+from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
+from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
+from app.building_blocks.infrastructure.messaging.relay import OutboxRelay
+from app.building_blocks.infrastructure.messaging.topics import TopicRouter
+from app.building_blocks.infrastructure.messaging.transport import (
+    InProcessBroker,
+    MessageProducer,
+    MessageSource,
+)
+from app.building_blocks.infrastructure.persistence.database import create_session_factory
+from app.building_blocks.infrastructure.persistence.unit_of_work import CommitHook
+from app.settings import Settings
+from app.users import consumers as user_consumers
+from app.users.integration_events import register_mappings
+
+logger = logging.getLogger("app.messaging")
+
+
+@dataclass
+class Messaging:
+    settings: Settings
+    mapper: IntegrationEventMapper
+    topics: TopicRouter
+    producer: MessageProducer
+    broker: InProcessBroker | None
+    outbox: OutboxWriter | None
+    relay: OutboxRelay | None
+    consumers: list[InboxConsumer] = field(default_factory=list)
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker is not None
+
+    def commit_hooks(self) -> list[CommitHook]:
+        return [self.outbox] if self.outbox is not None else []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the relay and every consumer until ``stop`` is set."""
+        tasks = [self.relay.run(stop)] if self.relay is not None else []
+        tasks += [consumer.run(stop) for consumer in self.consumers]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
+
+def build_messaging(
+    settings: Settings, engine: AsyncEngine, *, relay: bool = True, consumers: bool = True
+) -> Messaging:
+    kafka = settings.kafka
+    mapper = IntegrationEventMapper(source=settings.service_name)
+    register_mappings(mapper)
+    overrides = {"user": settings.users_topic} if settings.users_topic else {}
+    topics = TopicRouter(settings.service_name, overrides)
+
+    broker = InProcessBroker() if kafka.embedded else None
+    producer: MessageProducer = broker.producer() if broker else KafkaMessageProducer(kafka)
+
+    def source(group: str, topic_names: list[str]) -> MessageSource:
+        return broker.source(group, topic_names) if broker else KafkaMessageSource(kafka, group, topic_names)
+
+    outbox_relay = OutboxRelay(engine, producer, settings.outbox) if relay and kafka.enable_outbox else None
+    outbox = None
+    if kafka.enable_outbox:
+        outbox = OutboxWriter(mapper, topics, on_committed=outbox_relay.wake if outbox_relay else None)
+
+    messaging = Messaging(settings, mapper, topics, producer, broker, outbox, outbox_relay)
+    if consumers:
+        messaging.consumers.append(
+            InboxConsumer(
+                name=user_consumers.ACTIVITY_CONSUMER,
+                source=source(f"{kafka.consumer_group}.activity-log", [topics.topic_for_aggregate("user")]),
+                handler=user_consumers.project_user_activity,
+                sessions=create_session_factory(engine),
+                dead_letters=producer,
+                config=kafka,
+            )
+        )
+    return messaging
