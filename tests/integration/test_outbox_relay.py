@@ -1,0 +1,296 @@
+"""The outbox relay and the inbox consumer on both databases, with the in-process transport.
+
+The same code runs against Kafka in test_messaging_kafka.py; here the transport is in memory so
+failures can be injected precisely (a send that fails for one aggregate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.building_blocks.infrastructure.messaging import (
+    InboxConsumer,
+    InProcessBroker,
+    KafkaConfig,
+    OutboxConfig,
+    OutboxRelay,
+    OutgoingMessage,
+    ReceivedMessage,
+    TopicRouter,
+    outbox_table,
+)
+from app.building_blocks.infrastructure.messaging.dead_letters import replay_dead_letters
+from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
+from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
+from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.users.domain import Email, User
+from app.users.integration_events import register_mappings
+from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+class FlakyProducer:
+    """The in-process producer, failing every send for the keys in ``broken`` (fault injection)."""
+
+    def __init__(self, broker: InProcessBroker) -> None:
+        self.inner = broker.producer()
+        self.broken: set[str] = set()
+        self.attempts: list[str] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, message: OutgoingMessage) -> None:
+        self.attempts.append(message.key)
+        if message.key in self.broken:
+            raise ConnectionError(f"broker refused {message.key}")
+        await self.inner.send(message)
+
+
+def writer(topic: str) -> OutboxWriter:
+    mapper = IntegrationEventMapper(source="test-service")
+    register_mappings(mapper)
+    return OutboxWriter(mapper, TopicRouter("test-service", {"user": topic}))
+
+
+async def write_user_history(engine: AsyncEngine, topic: str, steps: int = 3) -> User:
+    """Register a user and change it ``steps - 1`` times, each in its own transaction."""
+    sessions = create_session_factory(engine)
+    user = User.register(email=Email.of(f"relay-{uuid.uuid4().hex[:10]}@example.com"), name="n0")
+    async with SqlAlchemyUsersUnitOfWork(sessions, [writer(topic)]) as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    for step in range(1, steps):
+        async with SqlAlchemyUsersUnitOfWork(sessions, [writer(topic)]) as uow:
+            loaded = await uow.users.get(user.id)
+            assert loaded is not None
+            loaded.update_profile(name=f"n{step}")
+            await uow.users.update(loaded)
+            await uow.commit()
+    return user
+
+
+async def drain(relay: OutboxRelay) -> None:
+    while (await relay.publish_batch()).claimed:
+        pass
+
+
+async def unpublished(engine: AsyncEngine, topic: str) -> list[Any]:
+    async with engine.connect() as connection:
+        return list(
+            await connection.execute(
+                select(outbox_table.c.aggregate_id, outbox_table.c.attempts, outbox_table.c.last_error)
+                .where(outbox_table.c.topic == topic, outbox_table.c.published_at.is_(None))
+                .order_by(outbox_table.c.position)
+            )
+        )
+
+
+def names(broker: InProcessBroker, topic: str, key: str) -> list[str]:
+    return [m.json()["name"] for m in broker.messages(topic) if m.key == key]
+
+
+async def test_a_failed_send_holds_back_the_rest_of_its_aggregate_only(engine: AsyncEngine) -> None:
+    topic = f"relay-{uuid.uuid4().hex[:8]}"
+    broker = InProcessBroker()
+    producer = FlakyProducer(broker)
+    relay = OutboxRelay(engine, producer, OutboxConfig(batch_size=50))
+    await drain(relay)  # rows of other tests on this database
+    stuck = await write_user_history(engine, topic)
+    other = await write_user_history(engine, topic)
+    producer.broken = {str(stuck.id)}
+
+    result = await relay.publish_batch()
+    assert (result.published, result.failed, result.held_back) == (3, 1, 2)
+    assert names(broker, topic, str(other.id)) == ["n0", "n1", "n2"]
+    assert names(broker, topic, str(stuck.id)) == []
+    assert producer.attempts.count(str(stuck.id)) == 1  # the later two were never tried
+    rows = await unpublished(engine, topic)
+    assert [(r.aggregate_id, r.attempts) for r in rows] == [
+        (str(stuck.id), 1),
+        (str(stuck.id), 0),
+        (str(stuck.id), 0),
+    ]
+    assert "broker refused" in rows[0].last_error
+
+    producer.broken.clear()
+    await drain(relay)
+    assert names(broker, topic, str(stuck.id)) == ["n0", "n1", "n2"]
+    assert await unpublished(engine, topic) == []
+
+
+async def test_every_message_carries_cloudevents_headers_and_the_aggregate_key(engine: AsyncEngine) -> None:
+    topic = f"relay-{uuid.uuid4().hex[:8]}"
+    broker = InProcessBroker()
+    relay = OutboxRelay(engine, broker.producer(), OutboxConfig())
+    user = await write_user_history(engine, topic, steps=2)
+    await drain(relay)
+    first, second = broker.messages(topic)
+    assert first.key == second.key == str(user.id)
+    assert first.headers["ce_specversion"] == "1.0"
+    assert first.headers["ce_type"] == "users.user_registered.v1"
+    assert second.headers["ce_type"] == "users.user_profile_updated.v1"
+    assert first.headers["ce_source"] == "test-service"
+    assert first.headers["ce_subject"] == str(user.id)
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["ce_time"].endswith("Z")
+    assert uuid.UUID(first.headers["ce_id"]) == uuid.UUID(first.json()["event_id"])
+    assert first.json()["user_id"] == str(user.id)
+
+
+async def test_purge_deletes_only_old_published_rows(engine: AsyncEngine) -> None:
+    topic = f"relay-{uuid.uuid4().hex[:8]}"
+    broker = InProcessBroker()
+    await write_user_history(engine, topic, steps=2)
+    await drain(OutboxRelay(engine, broker.producer(), OutboxConfig()))
+    await write_user_history(engine, topic, steps=1)  # unpublished: never purged
+
+    def two_hours_later() -> datetime:
+        return datetime.now(UTC) + timedelta(hours=2)
+
+    kept = OutboxRelay(engine, broker.producer(), OutboxConfig(retention_hours=3), clock=two_hours_later)
+    await kept.purge()
+    async with engine.connect() as connection:
+        assert (
+            await connection.execute(select(func.count()).where(outbox_table.c.topic == topic))
+        ).scalar() == 3
+    later = OutboxRelay(engine, broker.producer(), OutboxConfig(retention_hours=1), clock=two_hours_later)
+    assert await later.purge() >= 2
+    async with engine.connect() as connection:
+        left = (await connection.execute(select(func.count()).where(outbox_table.c.topic == topic))).scalar()
+    assert left == 1
+
+
+class Recorder:
+    """A handler that writes nothing and fails on demand."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.failing: set[str] = set()
+
+    async def __call__(self, message: ReceivedMessage, session: AsyncSession) -> None:
+        if message.message_id in self.failing:
+            raise RuntimeError(f"cannot handle {message.message_id}")
+        self.seen.append(str(message.message_id))
+
+
+def event(topic: str, message_id: str, key: str = "k") -> OutgoingMessage:
+    return OutgoingMessage(topic=topic, key=key, value=b'{"n": 1}', headers={"ce_id": message_id})
+
+
+async def run_until(consumer: InboxConsumer, done: Any, timeout: float = 10) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_inbox_handles_a_redelivered_message_once(engine: AsyncEngine) -> None:
+    topic = f"inbox-{uuid.uuid4().hex[:8]}"
+    broker = InProcessBroker()
+    handler = Recorder()
+    consumer = InboxConsumer(
+        name=f"test-{topic}",
+        source=broker.source("g", [topic]),
+        handler=handler,
+        sessions=create_session_factory(engine),
+        dead_letters=broker.producer(),
+        config=KafkaConfig(retry_backoff_ms=1),
+    )
+    for message_id in ["a", "b", "a", "c", "b"]:
+        await broker.producer().send(event(topic, message_id))
+    await run_until(consumer, lambda: consumer.handled + consumer.duplicates == 5)
+    assert handler.seen == ["a", "b", "c"]
+    assert (consumer.handled, consumer.duplicates) == (3, 2)
+
+
+async def test_poison_goes_to_the_dlq_later_messages_flow_and_replay_brings_it_back(
+    engine: AsyncEngine,
+) -> None:
+    topic = f"poison-{uuid.uuid4().hex[:8]}"
+    broker = InProcessBroker()
+    handler = Recorder()
+    handler.failing = {"poison"}
+    config = KafkaConfig(retry_attempts=3, retry_backoff_ms=1)
+
+    def consumer() -> InboxConsumer:
+        return InboxConsumer(
+            name=f"test-{topic}",
+            source=broker.source("g", [topic]),
+            handler=handler,
+            sessions=create_session_factory(engine),
+            dead_letters=broker.producer(),
+            config=config,
+        )
+
+    first = consumer()
+    for message_id in ["one", "poison", "two"]:
+        await broker.producer().send(event(topic, message_id))
+    await run_until(first, lambda: first.handled == 2 and first.dead_lettered == 1)
+    assert handler.seen == ["one", "two"]
+    [letter] = broker.messages(f"{topic}.dlq")
+    assert letter.headers["dlq_error_type"] == "RuntimeError"
+    assert letter.headers["dlq_error_message"] == "cannot handle poison"
+    assert letter.headers["dlq_original_topic"] == topic
+    assert letter.headers["dlq_original_offset"] == "1"
+    assert letter.headers["dlq_attempts"] == "3"
+    assert letter.headers["ce_id"] == "poison"
+
+    handler.failing.clear()  # the cause is fixed
+    assert (
+        await replay_dead_letters(
+            broker.source("replay", [f"{topic}.dlq"]), broker.producer(), idle_timeout=0.2
+        )
+        == 1
+    )
+    second = consumer()
+    await run_until(second, lambda: "poison" in handler.seen)
+    assert handler.seen == ["one", "two", "poison"]
+    assert (
+        await replay_dead_letters(
+            broker.source("replay", [f"{topic}.dlq"]), broker.producer(), idle_timeout=0.2
+        )
+        == 0
+    )
+
+
+async def test_a_message_without_id_is_dead_lettered_at_once(engine: AsyncEngine) -> None:
+    topic = f"noid-{uuid.uuid4().hex[:8]}"
+    broker = InProcessBroker()
+    consumer = InboxConsumer(
+        name=f"test-{topic}",
+        source=broker.source("g", [topic]),
+        handler=Recorder(),
+        sessions=create_session_factory(engine),
+        dead_letters=broker.producer(),
+        config=KafkaConfig(retry_attempts=5),
+    )
+    await broker.producer().send(OutgoingMessage(topic=topic, key="k", value=b"not json", headers={}))
+    await run_until(consumer, lambda: consumer.dead_lettered == 1)
+    [letter] = broker.messages(f"{topic}.dlq")
+    assert (letter.headers["dlq_error_type"], letter.headers["dlq_attempts"]) == (
+        "MalformedMessageError",
+        "0",
+    )
