@@ -42,8 +42,12 @@ restart: ## Stop the server on $PORT and run it again
 build: install ## Build the wheel into dist/
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
 
-services: ## Start PostgreSQL natively (installs it on Debian when root)
+services: ## Start PostgreSQL and Kafka natively (installs PostgreSQL, Java 17, Maven on Debian when root)
 	@scripts/services.sh up || echo "make: services not started; tests needing them are skipped (REQUIRE_SERVICES=1 fails them)"
+
+.PHONY: kafka-logs
+kafka-logs: ## Follow the local Kafka broker's log (kafka/broker.sh up|down|restart|status|logs)
+	kafka/broker.sh logs -f
 
 test: install services ## Run every test (unit, integration on SQLite + PostgreSQL, e2e, docs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

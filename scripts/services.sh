@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start the services the tests and the full mode need, natively (no Docker needed).
-#   scripts/services.sh up       start what is missing (installs PostgreSQL on Debian when root)
+#   scripts/services.sh up       start what is missing: PostgreSQL (installed from Debian's packages
+#                                when root), then a single-node Kafka (kafka/broker.sh: Java 17 and
+#                                Maven, installed the same way when missing)
 #   scripts/services.sh status   say what answers
+# `up` fails when any service did not come up; each one is still tried.
 # The same script serves developers (make services / make test) and CI (.ci/run).
 set -uo pipefail
 
@@ -10,6 +13,7 @@ PG_PORT=${PG_PORT:-5432}
 APP_ROLE=${APP_DB_USER:-app}
 APP_PASSWORD=${APP_DB_PASSWORD:-app}
 APP_DB=${APP_DB_NAME:-app}
+KAFKA_BROKER=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/kafka/broker.sh
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -55,12 +59,28 @@ postgres_up() {
   log "PostgreSQL on $PG_HOST:$PG_PORT (role $APP_ROLE, database $APP_DB)"
 }
 
+kafka_up() {
+  local line
+  if line=$(bash "$KAFKA_BROKER" up); then
+    log "$line"
+  else
+    log "Kafka did not start (see the lines above; kafka/broker.sh logs shows the broker's log)"
+    return 1
+  fi
+}
+
 status() {
   if port_open "$PG_HOST" "$PG_PORT"; then log "PostgreSQL: up on $PG_HOST:$PG_PORT"; else log "PostgreSQL: down"; fi
+  log "$(bash "$KAFKA_BROKER" status)"
 }
 
 case "${1:-up}" in
-  up) postgres_up ;;
+  up)
+    failed=0
+    postgres_up || failed=1
+    kafka_up || failed=1
+    exit "$failed"
+    ;;
   status) status ;;
   *) echo "usage: $0 [up|status]" >&2; exit 2 ;;
 esac

@@ -200,7 +200,7 @@ async def run_until(consumer: InboxConsumer, done: Any, timeout: float = 10) -> 
     task = asyncio.create_task(consumer.run(stop))
     try:
         async with asyncio.timeout(timeout):
-            while not done():
+            while not done():  # noqa: ASYNC110 - polls counters the consumer updates
                 await asyncio.sleep(0.02)
     finally:
         stop.set()
