@@ -44,6 +44,22 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+async def private_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated database for one module only: no other test's app (and its embedded outbox
+    relay) runs against it, so tests of the relay see exactly their own rows."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('private') / 'private.db'}"
+    else:
+        url = await create_postgres_database()
+    await asyncio.to_thread(upgrade, DatabaseSettings(url=url))
+    yield url
+    if request.param == "postgres":
+        await drop_postgres_database(url)
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
     return Settings(
         environment="test",

@@ -37,8 +37,8 @@ from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
 
 
 @pytest.fixture(scope="module")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
+async def engine(private_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(private_database_url)
     yield engine
     await engine.dispose()
 
