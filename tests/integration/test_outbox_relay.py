@@ -31,6 +31,8 @@ from app.building_blocks.infrastructure.messaging.dead_letters import replay_dea
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
 from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.migrate import upgrade
+from app.settings import DatabaseSettings
 from app.users.domain import Email, User
 from app.users.integration_events import register_mappings
 from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
@@ -294,3 +296,37 @@ async def test_a_message_without_id_is_dead_lettered_at_once(engine: AsyncEngine
         "MalformedMessageError",
         "0",
     )
+
+
+async def test_rows_behind_a_row_another_relay_holds_wait_their_turn() -> None:
+    """SKIP LOCKED passes over a row held by a relay finishing its last batch after losing the
+    leadership; that aggregate's later rows must not overtake it (PostgreSQL row locks)."""
+    from tests.services import create_postgres_database, drop_postgres_database
+
+    url = await create_postgres_database()
+    await asyncio.to_thread(upgrade, DatabaseSettings(url=url))
+    engine = create_engine(url)
+    try:
+        topic = f"gap-{uuid.uuid4().hex[:8]}"
+        held = await write_user_history(engine, topic)
+        free = await write_user_history(engine, topic)
+        broker = InProcessBroker()
+        relay = OutboxRelay(engine, broker.producer(), OutboxConfig())
+        async with engine.connect() as other_relay:
+            await other_relay.execute(
+                select(outbox_table.c.position)
+                .where(outbox_table.c.aggregate_id == str(held.id))
+                .order_by(outbox_table.c.position)
+                .limit(1)
+                .with_for_update()
+            )
+            result = await relay.publish_batch()
+            assert (result.published, result.held_back) == (3, 2)
+            assert names(broker, topic, str(free.id)) == ["n0", "n1", "n2"]
+            assert names(broker, topic, str(held.id)) == []
+            await other_relay.rollback()
+        await drain(relay)
+        assert names(broker, topic, str(held.id)) == ["n0", "n1", "n2"]
+    finally:
+        await engine.dispose()
+        await drop_postgres_database(url)

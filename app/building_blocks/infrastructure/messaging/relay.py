@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
@@ -80,6 +80,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self.is_leader = False
         self.published_total = 0
+        self._leader_connection: Any = None
 
     def wake(self) -> None:
         """Publish now rather than at the next poll (called after a local commit)."""
@@ -121,16 +122,17 @@ class OutboxRelay:
                 yield True
             finally:
                 self.is_leader = False
-                if not raw.is_closed():
-                    with contextlib.suppress(Exception):
-                        await raw.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-                        await raw.execute("SELECT pg_advisory_unlock($1)", self.lock_key)
+                self._leader_connection = None
+                # Close this session rather than return it to the pool: the lock and the LISTEN
+                # end with it, whatever state an error left it in.
+                with contextlib.suppress(Exception):
+                    await connection.invalidate()
 
     def _on_notify(self, *_args: Any) -> None:
         self._wakeup.set()
 
     def _still_leading(self) -> bool:
-        connection = getattr(self, "_leader_connection", None)
+        connection = self._leader_connection
         return connection is None or not connection.is_closed()
 
     async def _lead(self, stop: asyncio.Event) -> None:
@@ -163,17 +165,18 @@ class OutboxRelay:
         """Claim the oldest unpublished rows, send them, record the outcome; one transaction."""
         result = BatchResult()
         async with self._sessions() as session, session.begin():
-            rows = (
+            claimed = (
                 await session.execute(
-                    select(_o.position, _o.topic, _o.aggregate_id, _o.payload, _o.headers)
+                    select(_o.position, _o.topic, _o.aggregate_type, _o.aggregate_id, _o.payload, _o.headers)
                     .where(_o.published_at.is_(None))
                     .order_by(_o.position)
                     .limit(self.config.batch_size)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            if not rows:
+            if not claimed:
                 return result
+            rows = await self._without_gaps(session, claimed)
             outcomes = await self._send_in_order(rows)
             sent = [position for position, error in outcomes.items() if error is None]
             errors: dict[str, list[int]] = defaultdict(list)
@@ -183,9 +186,33 @@ class OutboxRelay:
             await self._record(session, sent, errors)
             result.published = len(sent)
             result.failed = sum(len(positions) for positions in errors.values())
-            result.held_back = len(rows) - len(outcomes)
+            result.held_back = len(claimed) - len(outcomes)
         self.published_total += result.published
         return result
+
+    async def _without_gaps(self, session: AsyncSession, rows: Sequence[Any]) -> list[Any]:
+        """Drop aggregates whose earliest unpublished row is not in this batch.
+
+        ``SKIP LOCKED`` passes over rows another relay still holds (a leader that lost its lock
+        connection finishing its last batch); sending this aggregate's later rows now could
+        overtake those, so they wait for the next round.
+        """
+        if session.bind.dialect.name != "postgresql":  # SQLite locks the whole database: no gaps
+            return list(rows)
+        first_claimed: dict[tuple[str, str], int] = {}
+        for row in rows:
+            first_claimed.setdefault((row.aggregate_type, row.aggregate_id), row.position)
+        earliest = await session.execute(
+            select(_o.aggregate_type, _o.aggregate_id, func.min(_o.position))
+            .where(
+                _o.published_at.is_(None), tuple_(_o.aggregate_type, _o.aggregate_id).in_(list(first_claimed))
+            )
+            .group_by(_o.aggregate_type, _o.aggregate_id)
+        )
+        blocked = {(kind, key) for kind, key, position in earliest if position < first_claimed[(kind, key)]}
+        if blocked:
+            logger.info("outbox relay: %d aggregates wait for rows another relay holds", len(blocked))
+        return [row for row in rows if (row.aggregate_type, row.aggregate_id) not in blocked]
 
     async def _send_in_order(self, rows: Sequence[Any]) -> dict[int, str | None]:
         chains: dict[tuple[str, str], list[Any]] = defaultdict(list)
