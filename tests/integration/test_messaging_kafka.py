@@ -499,3 +499,50 @@ async def test_the_worker_projects_the_activity_log_and_the_api_serves_it(
         "users.user_deactivated",
     ]
     assert items[1]["data"] == {"name": "Renamed"}
+
+
+async def test_sigterm_finishes_commits_and_leaves_the_group(
+    database: str, bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    settings = settings_for(database, bootstrap, topic)
+    log = tmp_path / "worker.log"
+    async with api(settings) as http:
+        with worker(settings, log) as process:
+            ids = await register(http, 30, f"term-{topic}")
+
+            async def projected() -> bool:
+                return sum((await activity_counts(database, ids)).values()) == len(ids)
+
+            await wait_for(projected, 60, "the activity log")
+            process.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            code = await asyncio.to_thread(process.wait, 30)
+            took = time.monotonic() - stopped_at
+    assert code == 0, log.read_text()[-3000:]
+    assert "worker stopped" in log.read_text()
+    group = f"{settings.kafka.consumer_group}.activity-log"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        ends = await consumer.end_offsets(partitions)
+        committed = {tp: await consumer.committed(tp) for tp in partitions}
+    finally:
+        await consumer.stop()
+    assert sum(ends.values()) == len(ids)
+    assert {tp: committed[tp] or 0 for tp in partitions} == ends  # nothing left uncommitted
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [description] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    _error, _group, state, _protocol_type, _protocol, members = description.groups[0][:6]
+    assert (state, members) == ("Empty", []), "the worker left the group"
+    print(f"\nworker stopped {took:.1f}s after SIGTERM")
