@@ -108,3 +108,29 @@ async def test_every_error_is_problem_json_over_http(base_url: str) -> None:
         assert_problem(await http.get(f"{USERS}/{'9' * 40}"), 400)
         assert_problem(await http.get("/missing"), 404)
         assert_problem(await http.delete(USERS), 405)
+
+
+async def test_the_activity_log_shows_each_event_once_in_order(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        user = (await http.post(USERS, json={"email": unique_email("activity"), "name": "Act"})).json()
+        path = f"{USERS}/{user['id']}"
+        assert (await http.patch(path, json={"email": unique_email("moved")})).status_code == 200
+        assert (await http.post(f"{path}/deactivate")).status_code == 200
+        assert (await http.post(f"{path}/reactivate")).status_code == 200
+        assert (await http.delete(path)).status_code == 204
+        expected = [
+            "users.user_registered",
+            "users.user_email_changed",
+            "users.user_deactivated",
+            "users.user_reactivated",
+            "users.user_deleted",
+        ]
+        items: list[dict[str, object]] = []
+        for _ in range(100):  # projected asynchronously: poll for up to ~10 s
+            items = (await http.get(f"{path}/activity")).json()["items"]
+            if len(items) >= len(expected):
+                break
+            await asyncio.sleep(0.1)
+        assert [item["event_type"] for item in items] == expected
+        assert len({item["event_id"] for item in items}) == len(expected)
+        assert_problem(await http.get(f"{USERS}/{uuid.uuid4()}/activity"), 404, "USER_NOT_FOUND")
