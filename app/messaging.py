@@ -33,6 +33,8 @@ from app.users.integration_events import register_mappings
 
 logger = logging.getLogger("app.messaging")
 
+DRAIN_TIMEOUT = 5.0
+
 
 @dataclass
 class Messaging:
@@ -53,12 +55,26 @@ class Messaging:
         return [self.outbox] if self.outbox is not None else []
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the relay and every consumer until ``stop`` is set."""
-        tasks = [self.relay.run(stop)] if self.relay is not None else []
-        tasks += [consumer.run(stop) for consumer in self.consumers]
+        """Run the relay and every consumer until ``stop`` is set.
+
+        The relay stops first; in the embedded mode the consumers then drain what the in-process
+        broker still holds (for at most ``DRAIN_TIMEOUT`` seconds) before they stop too.
+        """
+        consumers_stop = asyncio.Event()
+        consumers = [asyncio.create_task(consumer.run(consumers_stop)) for consumer in self.consumers]
         try:
-            await asyncio.gather(*tasks)
+            if self.relay is not None:
+                await self.relay.run(stop)
+            else:
+                await stop.wait()
+            if self.broker is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_TIMEOUT):
+                        while self.broker.pending():  # noqa: ASYNC110 - the broker has no drain event
+                            await asyncio.sleep(0.02)
         finally:
+            consumers_stop.set()
+            await asyncio.gather(*consumers, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.producer.stop()
 
@@ -88,7 +104,10 @@ def build_messaging(
         messaging.consumers.append(
             InboxConsumer(
                 name=user_consumers.ACTIVITY_CONSUMER,
-                source=source(f"{kafka.consumer_group}.activity-log", [topics.topic_for_aggregate("user")]),
+                source=source(
+                    f"{kafka.consumer_group}.{user_consumers.ACTIVITY_CONSUMER}",
+                    [topics.topic_for_aggregate("user")],
+                ),
                 handler=user_consumers.project_user_activity,
                 sessions=create_session_factory(engine),
                 dead_letters=producer,

@@ -115,8 +115,11 @@ def base_url(server_backend: str, request: pytest.FixtureRequest) -> Iterator[st
 def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
     """Start ``uvicorn app.main:app`` on a free port and wait until it is ready."""
     port = free_port()
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "OUTBOX_"))
+    }
     environment = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "test",

@@ -1,7 +1,8 @@
 """The users context's public contract: integration events and their mapping from domain events.
 
 These classes are what other services consume (topic ``<service>.users.v1``). Change them only
-compatibly (add optional fields); a breaking change is a new class with ``EVENT_VERSION = 2``.
+compatibly (add optional fields); a breaking change is a new class with ``EVENT_VERSION = 2``
+published to a new topic.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ class IntegrationEvent(BaseModel):
             AGGREGATE_TYPE: ClassVar[str] = "user"
             user_id: UUID
 
-    A breaking change is a new class with ``EVENT_VERSION = 2`` published next to the old one, so
-    consumers move at their own pace. Mapping from domain events is explicit (see the messaging
+    Compatible changes (a new optional field) keep the version. A breaking change is a new class
+    with ``EVENT_VERSION = 2`` on a new topic (``...users.v2``), so existing consumers keep reading
+    the old one until they move. Mapping from domain events is explicit (see the messaging
     building blocks) so the wire contract never changes by accident when the domain model does.
     """
 

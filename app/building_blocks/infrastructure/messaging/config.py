@@ -7,6 +7,7 @@ handlers, with an in-process transport instead of a broker.
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -52,10 +53,15 @@ class KafkaConfig(BaseSettings):
     def _consistent(self) -> Self:
         if self.enable_idempotence and self.acks != "all":
             raise ValueError("KAFKA_ENABLE_IDEMPOTENCE=true requires KAFKA_ACKS=all")
-        if self.security_protocol.startswith("SASL") and not (
-            self.sasl_mechanism and self.sasl_username and self.sasl_password
-        ):
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
             raise ValueError("SASL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if self.sasl_mechanism and not sasl:
+            raise ValueError("KAFKA_SASL_MECHANISM needs KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"KAFKA_{name.upper()}={path} is not a readable file")
         return self
 
     @property

@@ -143,7 +143,7 @@ class OutboxRelay:
                 raise ConnectionError("lost the connection that holds the relay lock")
             self._wakeup.clear()
             result = await self.publish_batch()
-            if result.failed:
+            if result.failed and not result.published:  # the transport is down: back off
                 backoff = min(self.config.max_backoff, max(0.2, backoff * 2))
                 logger.warning(
                     "outbox relay: %d sent, %d failed, %d held back; retrying in %.1fs",
@@ -154,12 +154,37 @@ class OutboxRelay:
                 )
                 await _wait(stop, backoff)
                 continue
+            if result.failed:  # some aggregates are stuck; the others keep flowing
+                logger.warning(
+                    "outbox relay: %d sends failed; their aggregates retry next round", result.failed
+                )
             backoff = 0.0
             if time.monotonic() >= next_purge:
                 await self.purge()
                 next_purge = time.monotonic() + self.config.purge_interval
             if result.claimed < self.config.batch_size:
-                await _wait(self._wakeup, self.config.poll_interval)
+                await self._idle(stop)
+        await self._flush()
+
+    async def _flush(self, within: float = 5.0) -> None:
+        """On a clean stop, send what was committed just before it (best effort, bounded)."""
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(within):
+                while self._still_leading():
+                    result = await self.publish_batch()
+                    if not result.claimed or result.failed:
+                        break
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for a wake-up (NOTIFY, a local commit), the next poll, or ``stop``."""
+        waiters = [asyncio.create_task(self._wakeup.wait()), asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.config.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def publish_batch(self) -> BatchResult:
         """Claim the oldest unpublished rows, send them, record the outcome; one transaction."""

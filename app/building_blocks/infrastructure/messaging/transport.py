@@ -47,13 +47,16 @@ class MessageSource(Protocol):
 class InProcessBroker:
     """A single-partition, in-memory log per topic with consumer-group offsets.
 
-    Lives as long as the process: enough for the embedded mode, where the relay and the consumers
-    share the API process and the outbox and inbox tables give the durability.
+    Lives as long as the process, for the embedded mode, where the relay and the consumers share
+    the API process. The outbox keeps every event until it reaches this broker; what the broker
+    holds is lost if the process dies before the consumers took it (a clean stop drains it
+    first, see :meth:`pending`). That is the embedded mode's trade: a first look, not production.
     """
 
     def __init__(self) -> None:
         self._logs: dict[str, list[ReceivedMessage]] = defaultdict(list)
         self._committed: dict[tuple[str, str], int] = {}
+        self._subscriptions: set[tuple[str, str]] = set()
         self._changed = asyncio.Condition()
 
     async def append(self, message: OutgoingMessage) -> None:
@@ -71,6 +74,13 @@ class InProcessBroker:
             )
             self._changed.notify_all()
 
+    def pending(self) -> int:
+        """Messages that some subscribed group has not committed yet."""
+        return sum(
+            len(self._logs[topic]) - self._committed.get((group, topic), 0)
+            for group, topic in self._subscriptions
+        )
+
     def messages(self, topic: str) -> list[ReceivedMessage]:
         return list(self._logs[topic])
 
@@ -78,6 +88,7 @@ class InProcessBroker:
         return InProcessProducer(self)
 
     def source(self, group: str, topics: Sequence[str]) -> MessageSource:
+        self._subscriptions.update((group, topic) for topic in topics)
         return InProcessSource(self, group, topics)
 
     async def _fetch(
