@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install run restart build test test-unit test-integration test-e2e services format lint \
         clean lock migrate docker-build docker-deploy docker-stop obs-up obs-down obs-status \
-        run-with-obs obs-all
+        run-with-obs obs-all bench worker services-down
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ build: install ## Build the wheel into dist/
 services: ## Start PostgreSQL and Kafka natively (installs PostgreSQL, Java 17, Maven on Debian when root)
 	@scripts/services.sh up || echo "make: services not started; tests needing them are skipped (REQUIRE_SERVICES=1 fails them)"
 
+services-down: ## Stop the Kafka broker that `make services` started (PostgreSQL keeps running)
+	@scripts/services.sh down
+
 .PHONY: kafka-logs
 kafka-logs: ## Follow the local Kafka broker's log (kafka/broker.sh up|down|restart|status|logs)
 	kafka/broker.sh logs -f
@@ -61,17 +64,23 @@ test-integration: install services ## Run the integration tests (real databases)
 test-e2e: install services ## Run the black-box HTTP tests (against BASE_URL when set)
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
+worker: migrate ## Run the outbox relay and the consumers (python -m app.worker) until Ctrl-C
+	$(BIN)/python -m app.worker
+
+bench: install services ## Measure the outbox relay: events/s vs a raw producer, commit-to-ack latency
+	$(BIN)/python -m bench.relay_throughput
+
 format: install ## Format and auto-fix the code
-	$(BIN)/ruff format app migrations tests
-	$(BIN)/ruff check --fix app migrations tests
+	$(BIN)/ruff format app migrations tests bench
+	$(BIN)/ruff check --fix app migrations tests bench
 
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check app migrations tests
-	$(BIN)/ruff format --check app migrations tests
-	$(BIN)/mypy app migrations
+	$(BIN)/ruff check app migrations tests bench
+	$(BIN)/ruff format --check app migrations tests bench
+	$(BIN)/mypy app migrations bench
 
-clean: ## Remove caches, build output and the local SQLite database
-	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
+clean: ## Remove caches, build output and the local SQLite database (not var/kafka)
+	rm -rf var/app.db* build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 # Targets whose capability has not landed yet say so and fail.

@@ -3,6 +3,7 @@
 #   scripts/services.sh up       start what is missing: PostgreSQL (installed from Debian's packages
 #                                when root), then a single-node Kafka (kafka/broker.sh: Java 17 and
 #                                Maven, installed the same way when missing)
+#   scripts/services.sh down     stop Kafka (PostgreSQL is the machine's cluster and keeps running)
 #   scripts/services.sh status   say what answers
 # `up` fails when any service did not come up; each one is still tried.
 # The same script serves developers (make services / make test) and CI (.ci/run).
@@ -81,6 +82,10 @@ case "${1:-up}" in
     kafka_up || failed=1
     exit "$failed"
     ;;
+  down)
+    # Kafka only: PostgreSQL is the machine's cluster (pg_ctlcluster), often shared with other work.
+    bash "$KAFKA_BROKER" down
+    ;;
   status) status ;;
-  *) echo "usage: $0 [up|status]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|down|status]" >&2; exit 2 ;;
 esac

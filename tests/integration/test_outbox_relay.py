@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,11 +59,14 @@ class FlakyProducer:
     async def stop(self) -> None:
         pass
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
         self.attempts.append(message.key)
         if message.key in self.broken:
             raise ConnectionError(f"broker refused {message.key}")
-        await self.inner.send(message)
+        return await self.inner.enqueue(message)
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await (await self.enqueue(message))
 
 
 def writer(topic: str) -> OutboxWriter:

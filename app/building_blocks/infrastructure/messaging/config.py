@@ -35,7 +35,7 @@ class KafkaConfig(BaseSettings):
     acks: Literal["all", "1", "0"] = "all"
     enable_idempotence: bool = True
     compression_type: Literal["gzip"] | None = None
-    linger_ms: int = Field(default=5, ge=0)
+    linger_ms: int = Field(default=0, ge=0)
     request_timeout_ms: int = Field(default=10_000, ge=1_000)
 
     # Consumers
@@ -119,6 +119,9 @@ class OutboxConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OUTBOX_", env_file=".env", extra="ignore")
 
     batch_size: int = Field(default=500, ge=1, le=10_000)
+    batches_in_flight: int = Field(
+        default=2, ge=1, le=8, description="batches claimed and sent concurrently (PostgreSQL)"
+    )
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between polls when idle")
     max_backoff: float = Field(default=30.0, gt=0, description="longest pause after failed sends")
     standby_interval: float = Field(default=1.0, gt=0, description="how often a standby tries to lead")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -31,11 +32,14 @@ class KafkaMessageProducer:
         self._config = config
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        self._discarding: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._current()
 
     async def _current(self) -> AIOKafkaProducer:
+        if self._producer is not None:  # the hot path: no lock per message
+            return self._producer
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(**self._config.producer_options())
@@ -65,7 +69,7 @@ class KafkaMessageProducer:
         if producer is not None:
             await producer.stop()
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
         producer = await self._current()
         try:
             delivery = await producer.send(
@@ -74,10 +78,20 @@ class KafkaMessageProducer:
                 key=message.key.encode(),
                 headers=encode_headers(message.headers),
             )
-            await delivery
         except Exception:
             await self._discard(producer)
             raise
+        delivery.add_done_callback(lambda done: self._on_delivery(producer, done))
+        return cast(Awaitable[None], delivery)
+
+    def _on_delivery(self, producer: AIOKafkaProducer, delivery: asyncio.Future[Any]) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            task = asyncio.ensure_future(self._discard(producer))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await (await self.enqueue(message))
 
 
 class KafkaMessageSource:

@@ -41,13 +41,19 @@ def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str,
 
 
 def row_to_message(row: Any) -> OutgoingMessage:
-    """An outbox row as the record the relay produces (key = aggregate id)."""
-    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    """An outbox row as the record the relay produces (key = aggregate id).
+
+    The payload is sent as the database hands it back (text, or JSON the driver decoded).
+    """
+    payload = row.payload
+    value = (
+        payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")).encode()
+    )
     headers = row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
     return OutgoingMessage(
         topic=row.topic,
         key=row.aggregate_id,
-        value=json.dumps(payload, separators=(",", ":")).encode(),
+        value=value,
         headers={str(name): str(value) for name, value in headers.items()},
     )
 

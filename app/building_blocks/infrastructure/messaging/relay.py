@@ -22,12 +22,25 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CursorResult,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
@@ -41,16 +54,41 @@ DEFAULT_LOCK_KEY = 0x6F7574626F78  # "outbox"
 PURGE_CHUNK = 1000
 _o = outbox_table.c
 
+# The earliest unpublished position of each given aggregate: a join on two arrays walks the
+# (aggregate_type, aggregate_id, position) index; a long IN list of pairs would scan the backlog.
+_EARLIEST_UNPUBLISHED = text(
+    """
+    SELECT o.aggregate_type, o.aggregate_id, min(o.position)
+    FROM outbox AS o
+    JOIN unnest(CAST(:kinds AS text[]), CAST(:keys AS text[])) AS claimed(aggregate_type, aggregate_id)
+      ON o.aggregate_type = claimed.aggregate_type AND o.aggregate_id = claimed.aggregate_id
+    WHERE o.published_at IS NULL
+    GROUP BY o.aggregate_type, o.aggregate_id
+    """
+)
+
 
 @dataclass
 class BatchResult:
     published: int = 0
     failed: int = 0
     held_back: int = 0  # rows behind a failed row of the same aggregate
+    backlog: bool = False  # a batch came back full: more rows are probably waiting
 
     @property
     def claimed(self) -> int:
         return self.published + self.failed + self.held_back
+
+
+def _positions_in(session: AsyncSession, positions: list[int]) -> ColumnElement[bool]:
+    """``position = ANY(:array)`` on PostgreSQL: one parameter, not one per row to compile."""
+    if session.bind.dialect.name == "postgresql":
+        return _o.position == any_(bindparam("positions", positions, type_=ARRAY(BigInteger)))
+    return _o.position.in_(positions)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:
@@ -142,7 +180,7 @@ class OutboxRelay:
             if not self._still_leading():
                 raise ConnectionError("lost the connection that holds the relay lock")
             self._wakeup.clear()
-            result = await self.publish_batch()
+            result = await self.publish_round()
             if result.failed and not result.published:  # the transport is down: back off
                 backoff = min(self.config.max_backoff, max(0.2, backoff * 2))
                 logger.warning(
@@ -162,9 +200,23 @@ class OutboxRelay:
             if time.monotonic() >= next_purge:
                 await self.purge()
                 next_purge = time.monotonic() + self.config.purge_interval
-            if result.claimed < self.config.batch_size:
+            if not result.backlog:
                 await self._idle(stop)
         await self._flush()
+
+    async def publish_round(self) -> BatchResult:
+        """One batch, or several at once on PostgreSQL: while one waits for the broker's acks the
+        next is being claimed. Each claims other rows (``SKIP LOCKED``) and the gap check keeps
+        an aggregate's rows in order across them."""
+        concurrent = self.config.batches_in_flight if self.engine.dialect.name == "postgresql" else 1
+        results = await asyncio.gather(*(self.publish_batch() for _ in range(concurrent)))
+        full = any(result.claimed >= self.config.batch_size for result in results)
+        return BatchResult(
+            published=sum(result.published for result in results),
+            failed=sum(result.failed for result in results),
+            held_back=sum(result.held_back for result in results),
+            backlog=full,
+        )
 
     async def _flush(self, within: float = 5.0) -> None:
         """On a clean stop, send what was committed just before it (best effort, bounded)."""
@@ -190,13 +242,27 @@ class OutboxRelay:
         """Claim the oldest unpublished rows, send them, record the outcome; one transaction."""
         result = BatchResult()
         async with self._sessions() as session, session.begin():
+            # Lock just the positions (an ordered walk of the partial index, stopping after the
+            # batch), then read those rows; the payload comes as text, sent as it is stored.
+            positions = (
+                select(_o.position)
+                .where(_o.published_at.is_(None))
+                .order_by(_o.position)
+                .limit(self.config.batch_size)
+                .with_for_update(skip_locked=True)
+            )
             claimed = (
                 await session.execute(
-                    select(_o.position, _o.topic, _o.aggregate_type, _o.aggregate_id, _o.payload, _o.headers)
-                    .where(_o.published_at.is_(None))
+                    select(
+                        _o.position,
+                        _o.topic,
+                        _o.aggregate_type,
+                        _o.aggregate_id,
+                        sql_cast(_o.payload, Text).label("payload"),
+                        _o.headers,
+                    )
+                    .where(_o.position.in_(positions.scalar_subquery()))
                     .order_by(_o.position)
-                    .limit(self.config.batch_size)
-                    .with_for_update(skip_locked=True)
                 )
             ).all()
             if not claimed:
@@ -212,6 +278,7 @@ class OutboxRelay:
             result.published = len(sent)
             result.failed = sum(len(positions) for positions in errors.values())
             result.held_back = len(claimed) - len(outcomes)
+            result.backlog = len(claimed) >= self.config.batch_size
         self.published_total += result.published
         return result
 
@@ -227,47 +294,58 @@ class OutboxRelay:
         first_claimed: dict[tuple[str, str], int] = {}
         for row in rows:
             first_claimed.setdefault((row.aggregate_type, row.aggregate_id), row.position)
-        earliest = await session.execute(
-            select(_o.aggregate_type, _o.aggregate_id, func.min(_o.position))
-            .where(
-                _o.published_at.is_(None), tuple_(_o.aggregate_type, _o.aggregate_id).in_(list(first_claimed))
-            )
-            .group_by(_o.aggregate_type, _o.aggregate_id)
-        )
+        kinds, keys = zip(*first_claimed, strict=True)
+        earliest = await session.execute(_EARLIEST_UNPUBLISHED, {"kinds": list(kinds), "keys": list(keys)})
         blocked = {(kind, key) for kind, key, position in earliest if position < first_claimed[(kind, key)]}
         if blocked:
             logger.info("outbox relay: %d aggregates wait for rows another relay holds", len(blocked))
         return [row for row in rows if (row.aggregate_type, row.aggregate_id) not in blocked]
 
     async def _send_in_order(self, rows: Sequence[Any]) -> dict[int, str | None]:
+        """Send in waves: wave *k* holds the *k*-th row of every aggregate in the batch.
+
+        A wave is enqueued in position order and its acks awaited together, so the common case
+        (one row per aggregate) is one round trip for the whole batch, while an aggregate's next
+        row still leaves only after the previous one was acknowledged. An aggregate whose row
+        failed sits out the remaining waves.
+        """
         chains: dict[tuple[str, str], list[Any]] = defaultdict(list)
         for row in rows:
             chains[(row.topic, row.aggregate_id)].append(row)
         outcomes: dict[int, str | None] = {}
-
-        async def send_chain(chain: list[Any]) -> None:
-            for row in chain:
+        waves = max(len(chain) for chain in chains.values())
+        for wave in range(waves):
+            rows_in_wave = [
+                chain[wave]
+                for chain in chains.values()
+                if wave < len(chain) and (wave == 0 or outcomes.get(chain[wave - 1].position, "") is None)
+            ]
+            acks: list[tuple[int, Awaitable[None] | None, str | None]] = []
+            for row in rows_in_wave:
                 try:
-                    await self.producer.send(row_to_message(row))
-                except Exception as error:
-                    outcomes[row.position] = f"{type(error).__name__}: {error}"[:2000]
-                    return  # later rows of this aggregate wait for the next round
-                outcomes[row.position] = None
-
-        await asyncio.gather(*(send_chain(chain) for chain in chains.values()))
+                    acks.append((row.position, await self.producer.enqueue(row_to_message(row)), None))
+                except Exception as refused:
+                    acks.append((row.position, None, _describe(refused)))
+            for position, ack, outcome in acks:
+                if ack is not None:
+                    try:
+                        await ack
+                    except Exception as failure:
+                        outcome = _describe(failure)
+                outcomes[position] = outcome
         return outcomes
 
     async def _record(self, session: AsyncSession, sent: list[int], errors: dict[str, list[int]]) -> None:
         if sent:
             await session.execute(
                 update(outbox_table)
-                .where(_o.position.in_(sent))
+                .where(_positions_in(session, sent))
                 .values(published_at=self._clock(), attempts=_o.attempts + 1, last_error=None)
             )
         for error, positions in errors.items():
             await session.execute(
                 update(outbox_table)
-                .where(_o.position.in_(positions))
+                .where(_positions_in(session, positions))
                 .values(attempts=_o.attempts + 1, last_error=error)
             )
 

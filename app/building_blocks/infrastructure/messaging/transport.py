@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from app.building_blocks.infrastructure.messaging.envelope import (
@@ -24,6 +24,14 @@ class MessageProducer(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
+        """Hand the message over (in call order) and return its acknowledgement to await.
+
+        Awaiting the result raises if the transport did not acknowledge the message. Enqueuing
+        many before awaiting any lets the transport batch them.
+        """
+        ...
 
     async def send(self, message: OutgoingMessage) -> None:
         """Return once the transport acknowledged the message; raise if it did not."""
@@ -125,8 +133,16 @@ class InProcessProducer:
     async def stop(self) -> None:
         pass
 
+    async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
+        await self._broker.append(message)
+        return _acknowledged()
+
     async def send(self, message: OutgoingMessage) -> None:
         await self._broker.append(message)
+
+
+async def _acknowledged() -> None:
+    """The in-process broker acknowledges on append."""
 
 
 class InProcessSource:
