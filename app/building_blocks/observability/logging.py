@@ -31,6 +31,37 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one of a run of identical messages through per ``window`` seconds.
+
+    Client libraries log an error per attempt while a broker is away (aiokafka does so for every
+    pending batch); one line with the count of what was dropped says the same.
+    """
+
+    def __init__(self, window: float = 5.0) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, record.getMessage())
+        now = record.created
+        first, dropped = self._seen.get(key, (0.0, 0))
+        if now - first < self.window:
+            self._seen[key] = (first, dropped + 1)
+            return False
+        if len(self._seen) > 1000:  # forget old runs; this filter must not grow without bound
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.getMessage()} ({dropped} more like it in the last {self.window:g}s)"
+            record.args = None
+        return True
+
+
+NOISY_LIBRARIES = ("aiokafka",)
+
+
 def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -> None:
     """Route the root logger (and uvicorn's) to stdout; idempotent, safe to call per worker."""
     handler = logging.StreamHandler(sys.stdout)
@@ -53,6 +84,10 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -
     handler._app_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in NOISY_LIBRARIES:
+        library = logging.getLogger(name)
+        if not any(isinstance(existing, RepeatFilter) for existing in library.filters):
+            library.addFilter(RepeatFilter())
     # uvicorn installs its own handlers; let its records flow through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error"):
         uvicorn_logger = logging.getLogger(name)

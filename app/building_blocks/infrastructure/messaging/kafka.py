@@ -8,6 +8,12 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    NodeNotReadyError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig
@@ -17,6 +23,9 @@ from app.building_blocks.infrastructure.messaging.envelope import (
     decode_headers,
     encode_headers,
 )
+from app.building_blocks.infrastructure.messaging.transport import TransportUnavailableError
+
+_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, KafkaUnavailableError, NodeNotReadyError, OSError)
 
 logger = logging.getLogger("app.messaging.kafka")
 
@@ -70,7 +79,10 @@ class KafkaMessageProducer:
             await producer.stop()
 
     async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
-        producer = await self._current()
+        try:
+            producer = await self._current()
+        except _UNREACHABLE as error:
+            raise TransportUnavailableError(f"Kafka is unreachable: {error}") from error
         try:
             delivery = await producer.send(
                 message.topic,
@@ -78,6 +90,9 @@ class KafkaMessageProducer:
                 key=message.key.encode(),
                 headers=encode_headers(message.headers),
             )
+        except _UNREACHABLE as error:
+            await self._discard(producer)
+            raise TransportUnavailableError(f"Kafka is unreachable: {error}") from error
         except Exception:
             await self._discard(producer)
             raise

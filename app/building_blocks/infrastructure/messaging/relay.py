@@ -46,7 +46,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
 from app.building_blocks.infrastructure.messaging.outbox import NOTIFY_CHANNEL, row_to_message
 from app.building_blocks.infrastructure.messaging.tables import outbox_table
-from app.building_blocks.infrastructure.messaging.transport import MessageProducer
+from app.building_blocks.infrastructure.messaging.transport import (
+    MessageProducer,
+    TransportUnavailableError,
+)
 
 logger = logging.getLogger("app.messaging.relay")
 
@@ -321,9 +324,16 @@ class OutboxRelay:
                 if wave < len(chain) and (wave == 0 or outcomes.get(chain[wave - 1].position, "") is None)
             ]
             acks: list[tuple[int, Awaitable[None] | None, str | None]] = []
+            unavailable: str | None = None
             for row in rows_in_wave:
+                if unavailable is not None:  # the transport is down: do not offer the rest
+                    acks.append((row.position, None, unavailable))
+                    continue
                 try:
                     acks.append((row.position, await self.producer.enqueue(row_to_message(row)), None))
+                except TransportUnavailableError as down:
+                    unavailable = _describe(down)
+                    acks.append((row.position, None, unavailable))
                 except Exception as refused:
                     acks.append((row.position, None, _describe(refused)))
             for position, ack, outcome in acks:

@@ -20,6 +20,14 @@ from app.building_blocks.infrastructure.messaging.envelope import (
 logger = logging.getLogger("app.messaging")
 
 
+class TransportUnavailableError(ConnectionError):
+    """The transport cannot take any message right now (broker unreachable, no metadata).
+
+    Raised by ``enqueue`` so that callers stop offering the rest of a batch instead of failing
+    it message by message.
+    """
+
+
 class MessageProducer(Protocol):
     async def start(self) -> None: ...
 
