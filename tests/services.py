@@ -13,6 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.building_blocks.infrastructure.persistence.database import describe_url
@@ -59,7 +60,17 @@ async def drop_postgres_database(url: str) -> None:
         make_url(postgres_admin_url()), isolation_level="AUTOCOMMIT", connect_args={"timeout": 3}
     )
     try:
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        # WITH (FORCE) cannot end an autovacuum worker for a role that is not superuser; such a
+        # worker gives way to a plain DROP within moments, so retry briefly.
+        for attempt in range(20):
+            force = " WITH (FORCE)" if attempt % 2 == 0 else ""
+            try:
+                async with engine.connect() as connection:
+                    await connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}"{force}'))
+                return
+            except DBAPIError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
     finally:
         await engine.dispose()
