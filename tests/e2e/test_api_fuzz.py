@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 EXAMPLES_PER_OPERATION = 40
+OPERATIONS = 10  # every operation gets its own test below; a new endpoint must raise this
 
 
 def operations(base_url: str) -> list[schemathesis.APIOperation]:
@@ -25,15 +26,12 @@ def test_every_operation_is_fuzzed(base_url: str) -> None:
     labels = {operation.label for operation in operations(base_url)}
     assert "POST /api/v1/users" in labels
     assert "PATCH /api/v1/users/{user_id}" in labels
-    assert len(labels) >= 9
+    assert len(labels) == OPERATIONS, sorted(labels)
 
 
-@pytest.mark.parametrize("index", range(12))
+@pytest.mark.parametrize("index", range(OPERATIONS))
 def test_no_input_breaks_the_api(base_url: str, index: int) -> None:
-    found = operations(base_url)
-    if index >= len(found):
-        return  # fewer operations than slots; the count is asserted above
-    operation = found[index]
+    operation = operations(base_url)[index]
 
     @given(case=operation.as_strategy())
     @settings(
