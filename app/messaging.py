@@ -75,8 +75,6 @@ class Messaging:
         finally:
             consumers_stop.set()
             await asyncio.gather(*consumers, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.producer.stop()
 
 
 def build_messaging(

@@ -46,7 +46,10 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             len(messaging.consumers),
             "in-process" if messaging.embedded else "kafka",
         )
-        await messaging.run(stop)
+        try:
+            await messaging.run(stop)
+        finally:
+            await messaging.producer.stop()
         logger.info("worker stopped")
     finally:
         await engine.dispose()

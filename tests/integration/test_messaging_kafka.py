@@ -26,6 +26,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.building_blocks.infrastructure.messaging import (
     InboxConsumer,
@@ -61,7 +62,20 @@ async def database(bootstrap: str) -> AsyncIterator[str]:
     url = await create_postgres_database()
     await asyncio.to_thread(upgrade, DatabaseSettings(url=url))
     yield url
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        await engine.dispose()
     await drop_postgres_database(url)
+
+
+_engines: dict[str, AsyncEngine] = {}
+
+
+def engine_for(database: str) -> AsyncEngine:
+    """One engine per test database for the checks that poll it (not one per poll)."""
+    if database not in _engines:
+        _engines[database] = create_engine(database)
+    return _engines[database]
 
 
 @pytest.fixture
@@ -147,6 +161,7 @@ async def relay_task(settings: Settings) -> AsyncIterator[None]:
     finally:
         stop.set()
         await task
+        await messaging.producer.stop()
         await engine.dispose()
 
 
@@ -196,21 +211,14 @@ def headers(record: Any) -> dict[str, str]:
 
 
 async def outbox_counts(database: str, topic: str) -> tuple[int, int]:
-    engine = create_engine(database)
-    try:
-        async with engine.connect() as connection:
-            total = (
-                await connection.execute(select(func.count()).where(outbox_table.c.topic == topic))
-            ).scalar_one()
-            done = (
-                await connection.execute(
-                    select(func.count()).where(
-                        outbox_table.c.topic == topic, outbox_table.c.published_at.is_not(None)
-                    )
+    async with engine_for(database).connect() as connection:
+        total, done = (
+            await connection.execute(
+                select(func.count(), func.count(outbox_table.c.published_at)).where(
+                    outbox_table.c.topic == topic
                 )
-            ).scalar_one()
-    finally:
-        await engine.dispose()
+            )
+        ).one()
     return int(total), int(done)
 
 
@@ -298,17 +306,13 @@ async def _all_published(database: str, topic: str, expected: int) -> bool:
 
 
 async def activity_counts(database: str, user_ids: list[str]) -> Counter[str]:
-    engine = create_engine(database)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(user_activity_table.c.event_id).where(
-                    user_activity_table.c.user_id.in_([uuid.UUID(u) for u in user_ids])
-                )
+    async with engine_for(database).connect() as connection:
+        rows = await connection.execute(
+            select(user_activity_table.c.event_id).where(
+                user_activity_table.c.user_id.in_([uuid.UUID(u) for u in user_ids])
             )
-            return Counter(row.event_id for row in rows)
-    finally:
-        await engine.dispose()
+        )
+        return Counter(row.event_id for row in rows)
 
 
 async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_once(
@@ -328,8 +332,7 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_o
     # A crash between the broker's ack and the commit that marks rows published re-sends them:
     # make that happen for sure by forgetting that some published rows were published.
     resent = min(50, published)
-    engine = create_engine(database)
-    async with engine.begin() as connection:
+    async with engine_for(database).begin() as connection:
         first_published = (
             select(outbox_table.c.position)
             .where(outbox_table.c.topic == topic, outbox_table.c.published_at.is_not(None))
@@ -340,7 +343,6 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_o
         await connection.execute(
             update(outbox_table).where(outbox_table.c.position.in_(first_published)).values(published_at=None)
         )
-    await engine.dispose()
 
     with worker(settings, log):
         await wait_for(lambda: _all_published(database, topic, len(ids)), 90, "the restarted relay")

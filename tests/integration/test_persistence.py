@@ -31,6 +31,15 @@ def new_user(email: str | None = None) -> User:
     return User.register(email=Email.of(email or unique_email()), name="Repo")
 
 
+async def saved_user(uow_factory, email: str | None = None) -> User:  # type: ignore[no-untyped-def]
+    """A new user, registered and committed in a unit of work of its own."""
+    user = new_user(email)
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    return user
+
+
 async def test_add_get_and_commit_returns_recorded_events(uow_factory) -> None:  # type: ignore[no-untyped-def]
     user = new_user()
     async with uow_factory() as uow:
@@ -48,19 +57,14 @@ async def test_add_get_and_commit_returns_recorded_events(uow_factory) -> None: 
 
 async def test_unique_constraint_is_translated_without_the_handler_precheck(uow_factory) -> None:  # type: ignore[no-untyped-def]
     email = unique_email()
-    async with uow_factory() as uow:
-        await uow.users.add(new_user(email))
-        await uow.commit()
+    await saved_user(uow_factory, email)
     async with uow_factory() as uow:
         with pytest.raises(EmailAlreadyRegistered):
             await uow.users.add(new_user(email.upper()))
 
 
 async def test_stale_version_raises_concurrency_error(uow_factory) -> None:  # type: ignore[no-untyped-def]
-    user = new_user()
-    async with uow_factory() as uow:
-        await uow.users.add(user)
-        await uow.commit()
+    user = await saved_user(uow_factory)
     async with uow_factory() as uow:
         mine = await uow.users.get(user.id)  # read version 1, then the session ends
     assert mine is not None
@@ -124,10 +128,7 @@ async def test_values_the_database_refuses_become_validation_errors(postgres_url
 async def test_changes_that_were_never_saved_fail_the_commit(uow_factory) -> None:  # type: ignore[no-untyped-def]
     from app.building_blocks.infrastructure.persistence.unit_of_work import UnsavedChangesError
 
-    user = new_user()
-    async with uow_factory() as uow:
-        await uow.users.add(user)
-        await uow.commit()
+    user = await saved_user(uow_factory)
     async with uow_factory() as uow:
         loaded = await uow.users.get(user.id)
         assert loaded is not None

@@ -29,6 +29,7 @@ from app.building_blocks.infrastructure.messaging import inbox
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig
 from app.building_blocks.infrastructure.messaging.envelope import OutgoingMessage, ReceivedMessage
 from app.building_blocks.infrastructure.messaging.transport import MessageProducer, MessageSource
+from app.building_blocks.infrastructure.messaging.waiting import wait_for_event
 
 logger = logging.getLogger("app.messaging.consumer")
 
@@ -97,13 +98,13 @@ class InboxConsumer:
                 await self.source.start()
             except Exception as error:
                 logger.warning("%s: cannot start consuming (%s); retrying", self.name, error)
-                await _sleep(stop, RESTART_DELAY)
+                await wait_for_event(stop, RESTART_DELAY)
                 continue
             try:
                 await self._consume(stop)
             except Exception:
                 logger.exception("%s: consumption interrupted; restarting from the last commit", self.name)
-                await _sleep(stop, RESTART_DELAY)
+                await wait_for_event(stop, RESTART_DELAY)
             finally:
                 with contextlib.suppress(Exception):
                     await self.source.stop()
@@ -200,9 +201,3 @@ def _message_id(message: ReceivedMessage) -> str:
     except ValueError as error:
         raise MalformedMessageError(f"the value is not a JSON object: {error}") from None
     return message_id
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()

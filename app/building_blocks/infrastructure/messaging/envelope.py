@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from opentelemetry import propagate
@@ -89,12 +89,3 @@ def encode_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:
 def decode_headers(headers: Any) -> dict[str, str]:
     """Kafka headers are (name, bytes) pairs; undecodable values are kept with replacement marks."""
     return {name: (value or b"").decode("utf-8", "replace") for name, value in headers or ()}
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

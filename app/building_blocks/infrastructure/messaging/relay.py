@@ -50,6 +50,7 @@ from app.building_blocks.infrastructure.messaging.transport import (
     MessageProducer,
     TransportUnavailableError,
 )
+from app.building_blocks.infrastructure.messaging.waiting import wait_for_event
 
 logger = logging.getLogger("app.messaging.relay")
 
@@ -94,14 +95,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:2000]
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for ``event`` at most ``timeout`` seconds; return whether it was set."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
-    return event.is_set()
-
-
 class OutboxRelay:
     def __init__(
         self,
@@ -120,7 +113,6 @@ class OutboxRelay:
         self._clock = clock
         self._wakeup = asyncio.Event()
         self.is_leader = False
-        self.published_total = 0
         self._leader_connection: Any = None
 
     def wake(self) -> None:
@@ -136,7 +128,7 @@ class OutboxRelay:
                         await self._lead(stop)
             except Exception:
                 logger.exception("outbox relay failed; starting over")
-                await _wait(stop, self.config.standby_interval)
+                await wait_for_event(stop, self.config.standby_interval)
         self.is_leader = False
 
     @contextlib.asynccontextmanager
@@ -152,7 +144,7 @@ class OutboxRelay:
             raw = (await connection.get_raw_connection()).driver_connection
             assert raw is not None
             while not await raw.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
-                if await _wait(stop, self.config.standby_interval):
+                if await wait_for_event(stop, self.config.standby_interval):
                     yield False
                     return
             await raw.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -193,7 +185,7 @@ class OutboxRelay:
                     result.held_back,
                     backoff,
                 )
-                await _wait(stop, backoff)
+                await wait_for_event(stop, backoff)
                 continue
             if result.failed:  # some aggregates are stuck; the others keep flowing
                 logger.warning(
@@ -282,7 +274,6 @@ class OutboxRelay:
             result.failed = sum(len(positions) for positions in errors.values())
             result.held_back = len(claimed) - len(outcomes)
             result.backlog = len(claimed) >= self.config.batch_size
-        self.published_total += result.published
         return result
 
     async def _without_gaps(self, session: AsyncSession, rows: Sequence[Any]) -> list[Any]:
