@@ -8,7 +8,9 @@ One run, against a fresh PostgreSQL database (created, migrated, dropped) and th
    where each batch's time went: sends in flight, SQL statements by kind, the rest (Python).
 2. **Raw producer baseline**: an ``AIOKafkaProducer`` with ``KafkaConfig.producer_options()``
    sends the same keys, values and headers, all at once, and awaits every ack (events/s).
-3. **Ratio** relay / raw (target >= 0.5).
+3. **Ratio** relay / raw (target >= 0.5). Steps 1 and 2 run back to back ``--repeat`` times (3),
+   each pair on fresh rows and topics; the ratio reported is the median of the pairs' ratios, so
+   one pair disturbed by the shared machine (an autovacuum, a broker flush) does not decide it.
 4. **Commit-to-ack latency**: the relay runs as in production (``OutboxRelay.run`` woken by
    ``LISTEN``/``NOTIFY``, in this process) while ``--writers`` other processes, standing in for
    the API, commit one registration per transaction (through ``SqlAlchemyUsersUnitOfWork`` with
@@ -54,8 +56,9 @@ from app.building_blocks.infrastructure.messaging.config import KafkaConfig, Out
 from app.building_blocks.infrastructure.messaging.envelope import OutgoingMessage, encode_headers
 from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
-from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter, row_to_message
+from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
 from app.building_blocks.infrastructure.messaging.relay import BatchResult, OutboxRelay
+from app.building_blocks.infrastructure.messaging.relay_store import RelayConnection, row_to_message
 from app.building_blocks.infrastructure.messaging.tables import outbox_table
 from app.building_blocks.infrastructure.messaging.topics import TopicRouter
 from app.building_blocks.infrastructure.messaging.transport import MessageProducer
@@ -96,6 +99,7 @@ class Options:
     batch_size: int | None = None  # None: OutboxConfig's default (OUTBOX_BATCH_SIZE or 500)
     writers: int = 2  # processes committing the latency phase's events
     writer: str = "uow"  # "uow" (SqlAlchemyUsersUnitOfWork) or "outbox" (OutboxWriter in a session)
+    repeat: int = 3  # relay/raw pairs measured
 
 
 @dataclass
@@ -125,6 +129,18 @@ class RawBaseline:
     @property
     def eps(self) -> float:
         return self.acked / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class Pair:
+    """One relay run and the raw producer sending the same records right after it."""
+
+    relay: Throughput
+    raw: RawBaseline
+
+    @property
+    def ratio(self) -> float:
+        return self.relay.eps / self.raw.eps if self.raw.eps > 0 else 0.0
 
 
 @dataclass
@@ -160,15 +176,28 @@ class Report:
     batch_size: int
     linger_ms: int
     database: str
-    throughput: Throughput
-    raw: RawBaseline
+    pairs: list[Pair]
     latency: Latency
     topics: list[str] = field(default_factory=list)
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
 
     @property
+    def median_pair(self) -> Pair:
+        """The pair with the median ratio (the lower middle one for an even count)."""
+        ordered = sorted(self.pairs, key=lambda pair: pair.ratio)
+        return ordered[(len(ordered) - 1) // 2]
+
+    @property
+    def throughput(self) -> Throughput:
+        return self.median_pair.relay
+
+    @property
+    def raw(self) -> RawBaseline:
+        return self.median_pair.raw
+
+    @property
     def ratio(self) -> float:
-        return self.throughput.eps / self.raw.eps if self.raw.eps > 0 else 0.0
+        return self.median_pair.ratio
 
     @property
     def ratio_passed(self) -> bool:
@@ -207,6 +236,7 @@ def summary_lines(report: Report) -> list[str]:
         f"outbox_analyzed_during_relay={'yes' if t.analyzed_during else 'no'}",
         f"raw_producer_eps={raw.eps:.0f}",
         f"ratio={report.ratio:.2f}",
+        f"ratios={','.join(f'{pair.ratio:.2f}' for pair in report.pairs)}",
         f"latency_events={lat.acked}",
         f"latency_p50_ms={lat.percentile(0.50):.1f}",
         f"latency_p95_ms={lat.percentile(0.95):.1f}",
@@ -490,9 +520,9 @@ class TimedRelay(OutboxRelay):
         self.batch_ms: list[float] = []
         self.batch_rows: list[int] = []
 
-    async def publish_batch(self) -> BatchResult:
+    async def _publish_batch(self, connection: RelayConnection) -> BatchResult:
         started = time.perf_counter()
-        result = await super().publish_batch()
+        result = await super()._publish_batch(connection)
         if result.claimed:
             self.batch_ms.append((time.perf_counter() - started) * 1000)
             self.batch_rows.append(result.claimed)
@@ -763,36 +793,48 @@ async def run_benchmark(options: Options, *, out: Any = None) -> Report:
     kafka = KafkaConfig(bootstrap_servers=options.bootstrap, client_id="relay-benchmark")
     outbox = OutboxConfig() if options.batch_size is None else OutboxConfig(batch_size=options.batch_size)
     run = uuid.uuid4().hex[:10]
-    topics = [f"bench-{run}-{phase}.users.v1" for phase in ("relay", "raw", "latency")]
+    topics = [f"bench-{run}-latency.users.v1"]
     say(
         f"relay benchmark {run}: {options.events} events, batch_size={outbox.batch_size},"
-        f" linger_ms={kafka.linger_ms}, acks={kafka.acks}, idempotence={kafka.enable_idempotence},"
-        f" broker {options.bootstrap}"
+        f" batches_in_flight={outbox.batches_in_flight}, linger_ms={kafka.linger_ms},"
+        f" acks={kafka.acks}, idempotence={kafka.enable_idempotence}, broker {options.bootstrap}"
     )
     load_before = os.getloadavg()[0]
     url = await create_database(options.database_admin_url)
     say(f"database {make_url(url).database} created and migrated")
+    pairs: list[Pair] = []
     try:
-        engine = create_engine(url, application_name="bench-fill")
-        try:
-            filled = time.perf_counter()
-            await fill_outbox(engine, topics[0], options.events, run)
-            say(f"outbox filled with {options.events} rows in {time.perf_counter() - filled:.1f}s")
-            messages = await outbox_messages(engine, topics[0])
-            throughput = await measure_relay_throughput(engine, kafka, outbox, topics[0], options.events)
-        finally:
-            await engine.dispose()
-        say(
-            f"relay: {throughput.published} events in {throughput.elapsed:.2f}s"
-            f" ({throughput.batches} rounds): {throughput.eps:.0f} events/s"
-        )
-        raw = await measure_raw_producer(kafka, topics[1], messages)
-        say(f"raw producer: {raw.acked} events in {raw.elapsed:.2f}s: {raw.eps:.0f} events/s")
+        for attempt in range(1, options.repeat + 1):
+            relay_topic, raw_topic = (f"bench-{run}-{phase}-{attempt}.users.v1" for phase in ("relay", "raw"))
+            topics += [relay_topic, raw_topic]
+            engine = create_engine(url, application_name="bench-fill")
+            try:
+                filled = time.perf_counter()
+                await fill_outbox(engine, relay_topic, options.events, f"{run}-{attempt}")
+                filled = time.perf_counter() - filled
+                say(f"[{attempt}] outbox filled with {options.events} rows in {filled:.1f}s")
+                messages = await outbox_messages(engine, relay_topic)
+                throughput = await measure_relay_throughput(
+                    engine, kafka, outbox, relay_topic, options.events
+                )
+            finally:
+                await engine.dispose()
+            say(
+                f"[{attempt}] relay: {throughput.published} events in {throughput.elapsed:.2f}s"
+                f" ({throughput.batches} rounds): {throughput.eps:.0f} events/s"
+            )
+            raw = await measure_raw_producer(kafka, raw_topic, messages)
+            del messages
+            pairs.append(Pair(throughput, raw))
+            say(
+                f"[{attempt}] raw producer: {raw.acked} events in {raw.elapsed:.2f}s: {raw.eps:.0f} events/s;"
+                f" ratio {pairs[-1].ratio:.2f}"
+            )
         say(
             f"latency: {options.rate:g} events/s for {options.seconds:g}s,"
             f" {options.writers} writer processes ({options.writer}) ..."
         )
-        latency = await measure_latency(url, kafka, outbox, topics[2], options, run)
+        latency = await measure_latency(url, kafka, outbox, topics[0], options, run)
         say(
             f"latency: {latency.acked} events committed at {latency.achieved_rate:.1f}/s and acked;"
             f" p50 {latency.percentile(0.5):.1f} ms, p99 {latency.percentile(0.99):.1f} ms"
@@ -808,8 +850,7 @@ async def run_benchmark(options: Options, *, out: Any = None) -> Report:
         batch_size=outbox.batch_size,
         linger_ms=kafka.linger_ms,
         database=make_url(url).database or "",
-        throughput=throughput,
-        raw=raw,
+        pairs=pairs,
         latency=latency,
         topics=topics,
         load=(load_before, os.getloadavg()[0]),
@@ -854,6 +895,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--batch-size", type=positive_int, default=None, help="relay batch size (default: OutboxConfig's)"
     )
     parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=3,
+        help="relay/raw pairs to measure; the median ratio counts (3)",
+    )
+    parser.add_argument(
         "--writers", type=positive_int, default=2, help="writer processes in the latency phase (2)"
     )
     parser.add_argument(
@@ -872,6 +919,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         batch_size=args.batch_size,
         writers=args.writers,
         writer=args.writer,
+        repeat=args.repeat,
     )
 
 

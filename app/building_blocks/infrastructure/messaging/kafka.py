@@ -79,10 +79,12 @@ class KafkaMessageProducer:
             await producer.stop()
 
     async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
-        try:
-            producer = await self._current()
-        except _UNREACHABLE as error:
-            raise TransportUnavailableError(f"Kafka is unreachable: {error}") from error
+        producer = self._producer
+        if producer is None:
+            try:
+                producer = await self._current()
+            except _UNREACHABLE as error:
+                raise TransportUnavailableError(f"Kafka is unreachable: {error}") from error
         try:
             delivery = await producer.send(
                 message.topic,

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.building_blocks.domain.events import DomainEvent, IntegrationEvent
 from app.building_blocks.infrastructure.messaging.envelope import (
-    OutgoingMessage,
     cloud_event_headers,
     encode_value,
 )
@@ -38,24 +37,6 @@ def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str,
         "headers": cloud_event_headers(event, source=event.source or source),
         "occurred_at": event.occurred_at,
     }
-
-
-def row_to_message(row: Any) -> OutgoingMessage:
-    """An outbox row as the record the relay produces (key = aggregate id).
-
-    The payload is sent as the database hands it back (text, or JSON the driver decoded).
-    """
-    payload = row.payload
-    value = (
-        payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")).encode()
-    )
-    headers = row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
-    return OutgoingMessage(
-        topic=row.topic,
-        key=row.aggregate_id,
-        value=value,
-        headers={str(name): str(value) for name, value in headers.items()},
-    )
 
 
 async def store_in_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -25,27 +25,18 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    CursorResult,
-    Text,
-    any_,
-    bindparam,
-    delete,
-    select,
-    text,
-    update,
-)
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
-from app.building_blocks.infrastructure.messaging.outbox import NOTIFY_CHANNEL, row_to_message
-from app.building_blocks.infrastructure.messaging.tables import outbox_table
+from app.building_blocks.infrastructure.messaging.outbox import NOTIFY_CHANNEL
+from app.building_blocks.infrastructure.messaging.relay_store import (
+    ClaimedRow,
+    RelayConnection,
+    purge_published,
+    relay_store_for,
+)
 from app.building_blocks.infrastructure.messaging.transport import (
     MessageProducer,
     TransportUnavailableError,
@@ -55,40 +46,25 @@ from app.building_blocks.infrastructure.messaging.waiting import wait_for_event
 logger = logging.getLogger("app.messaging.relay")
 
 DEFAULT_LOCK_KEY = 0x6F7574626F78  # "outbox"
-PURGE_CHUNK = 1000
-_o = outbox_table.c
-
-# The earliest unpublished position of each given aggregate: a join on two arrays walks the
-# (aggregate_type, aggregate_id, position) index; a long IN list of pairs would scan the backlog.
-_EARLIEST_UNPUBLISHED = text(
-    """
-    SELECT o.aggregate_type, o.aggregate_id, min(o.position)
-    FROM outbox AS o
-    JOIN unnest(CAST(:kinds AS text[]), CAST(:keys AS text[])) AS claimed(aggregate_type, aggregate_id)
-      ON o.aggregate_type = claimed.aggregate_type AND o.aggregate_id = claimed.aggregate_id
-    WHERE o.published_at IS NULL
-    GROUP BY o.aggregate_type, o.aggregate_id
-    """
-)
+BATCHES_PER_LANE = 8  # a round ends after this many full batches per lane, to check stop and purge
 
 
 @dataclass
 class BatchResult:
     published: int = 0
     failed: int = 0
-    held_back: int = 0  # rows behind a failed row of the same aggregate
+    held_back: int = 0  # rows behind an unsent row of the same aggregate
     backlog: bool = False  # a batch came back full: more rows are probably waiting
 
     @property
     def claimed(self) -> int:
         return self.published + self.failed + self.held_back
 
-
-def _positions_in(session: AsyncSession, positions: list[int]) -> ColumnElement[bool]:
-    """``position = ANY(:array)`` on PostgreSQL: one parameter, not one per row to compile."""
-    if session.bind.dialect.name == "postgresql":
-        return _o.position == any_(bindparam("positions", positions, type_=ARRAY(BigInteger)))
-    return _o.position.in_(positions)
+    def add(self, other: BatchResult) -> None:
+        self.published += other.published
+        self.failed += other.failed
+        self.held_back += other.held_back
+        self.backlog = other.backlog
 
 
 def _describe(error: BaseException) -> str:
@@ -109,7 +85,7 @@ class OutboxRelay:
         self.producer = producer
         self.config = config or OutboxConfig()
         self.lock_key = lock_key
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._store = relay_store_for(engine)
         self._clock = clock
         self._wakeup = asyncio.Event()
         self.is_leader = False
@@ -200,18 +176,42 @@ class OutboxRelay:
         await self._flush()
 
     async def publish_round(self) -> BatchResult:
-        """One batch, or several at once on PostgreSQL: while one waits for the broker's acks the
-        next is being claimed. Each claims other rows (``SKIP LOCKED``) and the gap check keeps
-        an aggregate's rows in order across them."""
-        concurrent = self.config.batches_in_flight if self.engine.dialect.name == "postgresql" else 1
-        results = await asyncio.gather(*(self.publish_batch() for _ in range(concurrent)))
-        full = any(result.claimed >= self.config.batch_size for result in results)
-        return BatchResult(
-            published=sum(result.published for result in results),
-            failed=sum(result.failed for result in results),
-            held_back=sum(result.held_back for result in results),
-            backlog=full,
-        )
+        """Publish what is waiting: one batch, and while batches come back full, more lanes.
+
+        A trickle of events costs one claim per wake-up. A backlog is worked off in up to
+        ``batches_in_flight`` lanes at once (PostgreSQL), each claiming batch after batch (at
+        most ``BATCHES_PER_LANE``), so while one lane waits for the database or the broker's
+        acks another is claiming or sending. Lanes claim different rows (``SKIP LOCKED``); a row
+        whose aggregate has an earlier row in another lane's batch is *blocked* and waits.
+        """
+        async with self._store.connect() as connection:
+            first = await self._publish_batch(connection)
+            if not self._keep_going(first):
+                return first
+            extra = self.config.batches_in_flight - 1 if self._store.concurrent else 0
+            results = await asyncio.gather(self._lane(connection), *(self._lane() for _ in range(extra)))
+        total = first
+        for result in results:
+            total.add(result)
+        total.backlog = any(result.backlog for result in results)
+        return total
+
+    async def _lane(self, connection: RelayConnection | None = None) -> BatchResult:
+        if connection is None:
+            async with self._store.connect() as own:
+                return await self._lane(own)
+        total = BatchResult()
+        for _ in range(BATCHES_PER_LANE):
+            result = await self._publish_batch(connection)
+            total.add(result)
+            if not self._keep_going(result):
+                break
+        return total
+
+    @staticmethod
+    def _keep_going(result: BatchResult) -> bool:
+        """A full batch that sent something: more rows are probably waiting."""
+        return result.backlog and result.published > 0 and not result.failed
 
     async def _flush(self, within: float = 5.0) -> None:
         """On a clean stop, send what was committed just before it (best effort, bounded)."""
@@ -235,67 +235,34 @@ class OutboxRelay:
 
     async def publish_batch(self) -> BatchResult:
         """Claim the oldest unpublished rows, send them, record the outcome; one transaction."""
+        async with self._store.connect() as connection:
+            return await self._publish_batch(connection)
+
+    async def _publish_batch(self, connection: RelayConnection) -> BatchResult:
         result = BatchResult()
-        async with self._sessions() as session, session.begin():
-            # Lock just the positions (an ordered walk of the partial index, stopping after the
-            # batch), then read those rows; the payload comes as text, sent as it is stored.
-            positions = (
-                select(_o.position)
-                .where(_o.published_at.is_(None))
-                .order_by(_o.position)
-                .limit(self.config.batch_size)
-                .with_for_update(skip_locked=True)
-            )
-            claimed = (
-                await session.execute(
-                    select(
-                        _o.position,
-                        _o.topic,
-                        _o.aggregate_type,
-                        _o.aggregate_id,
-                        sql_cast(_o.payload, Text).label("payload"),
-                        _o.headers,
-                    )
-                    .where(_o.position.in_(positions.scalar_subquery()))
-                    .order_by(_o.position)
-                )
-            ).all()
-            if not claimed:
+        async with connection.claim(self.config.batch_size) as claim:
+            if not claim.rows:
                 return result
-            rows = await self._without_gaps(session, claimed)
-            outcomes = await self._send_in_order(rows)
+            blocked = [row for row in claim.rows if row.blocked]
+            if blocked:
+                logger.info(
+                    "outbox relay: %d rows wait behind earlier rows another batch holds", len(blocked)
+                )
+            outcomes = await self._send_in_order([row for row in claim.rows if not row.blocked])
             sent = [position for position, error in outcomes.items() if error is None]
             errors: dict[str, list[int]] = defaultdict(list)
             for position, error in outcomes.items():
                 if error is not None:
                     errors[error].append(position)
-            await self._record(session, sent, errors)
+            await claim.mark_published(sent, self._clock())
+            await claim.record_failures(errors)
             result.published = len(sent)
-            result.failed = sum(len(positions) for positions in errors.values())
-            result.held_back = len(claimed) - len(outcomes)
-            result.backlog = len(claimed) >= self.config.batch_size
+            result.failed = len(outcomes) - len(sent)
+            result.held_back = len(claim.rows) - len(outcomes)
+            result.backlog = len(claim.rows) >= self.config.batch_size
         return result
 
-    async def _without_gaps(self, session: AsyncSession, rows: Sequence[Any]) -> list[Any]:
-        """Drop aggregates whose earliest unpublished row is not in this batch.
-
-        ``SKIP LOCKED`` passes over rows another relay still holds (a leader that lost its lock
-        connection finishing its last batch); sending this aggregate's later rows now could
-        overtake those, so they wait for the next round.
-        """
-        if session.bind.dialect.name != "postgresql":  # SQLite locks the whole database: no gaps
-            return list(rows)
-        first_claimed: dict[tuple[str, str], int] = {}
-        for row in rows:
-            first_claimed.setdefault((row.aggregate_type, row.aggregate_id), row.position)
-        kinds, keys = zip(*first_claimed, strict=True)
-        earliest = await session.execute(_EARLIEST_UNPUBLISHED, {"kinds": list(kinds), "keys": list(keys)})
-        blocked = {(kind, key) for kind, key, position in earliest if position < first_claimed[(kind, key)]}
-        if blocked:
-            logger.info("outbox relay: %d aggregates wait for rows another relay holds", len(blocked))
-        return [row for row in rows if (row.aggregate_type, row.aggregate_id) not in blocked]
-
-    async def _send_in_order(self, rows: Sequence[Any]) -> dict[int, str | None]:
+    async def _send_in_order(self, rows: Sequence[ClaimedRow]) -> dict[int, str | None]:
         """Send in waves: wave *k* holds the *k*-th row of every aggregate in the batch.
 
         A wave is enqueued in position order and its acks awaited together, so the common case
@@ -303,9 +270,9 @@ class OutboxRelay:
         row still leaves only after the previous one was acknowledged. An aggregate whose row
         failed sits out the remaining waves.
         """
-        chains: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        chains: dict[tuple[str, str], list[ClaimedRow]] = defaultdict(list)
         for row in rows:
-            chains[(row.topic, row.aggregate_id)].append(row)
+            chains[(row.aggregate_type, row.message.key)].append(row)
         outcomes: dict[int, str | None] = {}
         waves = max(len(chain) for chain in chains.values())
         for wave in range(waves):
@@ -321,7 +288,7 @@ class OutboxRelay:
                     acks.append((row.position, None, unavailable))
                     continue
                 try:
-                    acks.append((row.position, await self.producer.enqueue(row_to_message(row)), None))
+                    acks.append((row.position, await self.producer.enqueue(row.message), None))
                 except TransportUnavailableError as down:
                     unavailable = _describe(down)
                     acks.append((row.position, None, unavailable))
@@ -336,37 +303,11 @@ class OutboxRelay:
                 outcomes[position] = outcome
         return outcomes
 
-    async def _record(self, session: AsyncSession, sent: list[int], errors: dict[str, list[int]]) -> None:
-        if sent:
-            await session.execute(
-                update(outbox_table)
-                .where(_positions_in(session, sent))
-                .values(published_at=self._clock(), attempts=_o.attempts + 1, last_error=None)
-            )
-        for error, positions in errors.items():
-            await session.execute(
-                update(outbox_table)
-                .where(_positions_in(session, positions))
-                .values(attempts=_o.attempts + 1, last_error=error)
-            )
-
     async def purge(self) -> int:
         """Delete rows published longer ago than the retention period, in chunks."""
-        cutoff = self._clock() - timedelta(hours=self.config.retention_hours)
-        total = 0
-        while True:
-            async with self._sessions() as session, session.begin():
-                chunk = (
-                    select(_o.position)
-                    .where(_o.published_at.is_not(None), _o.published_at < cutoff)
-                    .limit(PURGE_CHUNK)
-                    .scalar_subquery()
-                )
-                outcome = await session.execute(delete(outbox_table).where(_o.position.in_(chunk)))
-                deleted = cast(CursorResult[Any], outcome).rowcount
-            total += deleted or 0
-            if not deleted or deleted < PURGE_CHUNK:
-                break
+        total = await purge_published(
+            self.engine, self._clock() - timedelta(hours=self.config.retention_hours)
+        )
         if total:
             logger.info("outbox relay purged %d published rows", total)
         return total

@@ -50,7 +50,15 @@ outbox_table = Table(
         postgresql_where=text("published_at IS NULL"),
         sqlite_where=text("published_at IS NULL"),
     ),
-    Index("ix_outbox_aggregate", "aggregate_type", "aggregate_id", "position"),
+    # The relay's check for an earlier unpublished row of an aggregate (see relay_store.py).
+    Index(
+        "ix_outbox_unpublished_by_aggregate",
+        "aggregate_type",
+        "aggregate_id",
+        "position",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
 )
 
 inbox_table = Table(
