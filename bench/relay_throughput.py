@@ -5,12 +5,13 @@ One run, against a fresh PostgreSQL database (created, migrated, dropped) and th
 1. **Relay throughput**: ``--events`` UserRegistered outbox rows, each of its own user, written in
    bulk through the real :class:`OutboxWriter`; then the real ``OutboxRelay.publish_round()`` with
    the real :class:`KafkaMessageProducer` is called until every row is published (events/s), with
-   where each batch's time went: sends in flight, SQL statements by kind, the rest (Python).
+   this process's CPU seconds and the PostgreSQL housekeeping (vacuum, analyze, checkpoint) that
+   ran meanwhile.
 2. **Raw producer baseline**: an ``AIOKafkaProducer`` with ``KafkaConfig.producer_options()``
    sends the same keys, values and headers, all at once, and awaits every ack (events/s).
 3. **Ratio** relay / raw (target >= 0.5). Steps 1 and 2 run back to back ``--repeat`` times (3),
    each pair on fresh rows and topics; the ratio reported is the median of the pairs' ratios, so
-   one pair disturbed by the shared machine (an autovacuum, a broker flush) does not decide it.
+   one pair disturbed by the shared machine (an autovacuum, a checkpoint) does not decide it.
 4. **Commit-to-ack latency**: the relay runs as in production (``OutboxRelay.run`` woken by
    ``LISTEN``/``NOTIFY``, in this process) while ``--writers`` other processes, standing in for
    the API, commit one registration per transaction (through ``SqlAlchemyUsersUnitOfWork`` with
@@ -33,11 +34,11 @@ import logging
 import math
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -45,7 +46,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -108,9 +109,8 @@ class Throughput:
     published: int
     batches: int
     elapsed: float
-    sending: float = 0.0  # seconds with at least one send in flight
-    sql: dict[str, float] = field(default_factory=dict)  # seconds per kind of statement
-    analyzed_during: bool = False  # autovacuum refreshed the outbox statistics meanwhile
+    cpu: float = 0.0  # seconds of this process's CPU
+    disturbed_by: list[str] = field(default_factory=list)  # PostgreSQL housekeeping meanwhile
 
     def per_batch_ms(self, seconds: float) -> float:
         return seconds * 1000 / self.batches if self.batches else 0.0
@@ -125,6 +125,7 @@ class RawBaseline:
     events: int
     acked: int
     elapsed: float
+    cpu: float = 0.0  # seconds of this process's CPU
 
     @property
     def eps(self) -> float:
@@ -228,12 +229,9 @@ def summary_lines(report: Report) -> list[str]:
         f"relay_throughput_eps={t.eps:.0f}",
         f"relay_rounds={t.batches}",
         f"relay_round_ms={t.per_batch_ms(t.elapsed):.1f}",
-        # Summed over the batches a round runs at once, so these can add up to more than a round.
-        *(
-            f"relay_round_ms_sql_{kind}={t.per_batch_ms(seconds):.1f}"
-            for kind, seconds in sorted(t.sql.items())
-        ),
-        f"outbox_analyzed_during_relay={'yes' if t.analyzed_during else 'no'}",
+        f"relay_cpu_s={t.cpu:.2f}",
+        f"relay_disturbed_by={','.join(t.disturbed_by) or 'nothing'}",
+        f"raw_producer_cpu_s={raw.cpu:.2f}",
         f"raw_producer_eps={raw.eps:.0f}",
         f"ratio={report.ratio:.2f}",
         f"ratios={','.join(f'{pair.ratio:.2f}' for pair in report.pairs)}",
@@ -424,14 +422,11 @@ async def delete_topics(config: KafkaConfig, topics: list[str]) -> None:
 
 class ClockedProducer:
     """A producer wrapper noting, per ``ce_id``, when ``send`` returned (the broker's ack reached
-    the relay), and for how long at least one send was in flight."""
+    the relay)."""
 
     def __init__(self, inner: MessageProducer) -> None:
         self.inner = inner
         self.acked: dict[str, float] = {}
-        self.sending_seconds = 0.0
-        self._in_flight = 0
-        self._since = 0.0
 
     async def start(self) -> None:
         await self.inner.start()
@@ -440,76 +435,59 @@ class ClockedProducer:
         await self.inner.stop()
 
     async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
-        if not self._in_flight:
-            self._since = time.perf_counter()
-        self._in_flight += 1
-        try:
-            ack = await self.inner.enqueue(message)
-        except BaseException:
-            self._done()
-            raise
-        return self._acknowledged(message, ack)
+        return self._acknowledged(message, await self.inner.enqueue(message))
 
     async def _acknowledged(self, message: OutgoingMessage, ack: Awaitable[None]) -> None:
-        try:
-            await ack
-        finally:
-            self._done()
+        await ack
         event_id = message.headers.get("ce_id")
         if event_id is not None:
             self.acked[event_id] = time.monotonic()  # the writers' clock too
-
-    def _done(self) -> None:
-        self._in_flight -= 1
-        if not self._in_flight:
-            self.sending_seconds += time.perf_counter() - self._since
 
     async def send(self, message: OutgoingMessage) -> None:
         await (await self.enqueue(message))
 
 
-class StatementClock:
-    """Wall time of the SQL statements run on ``engine``, by kind (``select_for_update``,
-    ``select``, ``update``...); COMMIT is not a statement here and counts as the rest."""
+@dataclass(frozen=True)
+class Housekeeping:
+    """PostgreSQL's background work that competes with the relay for the machine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._engine = engine.sync_engine
-        self._started: dict[int, float] = {}
-        event.listen(self._engine, "before_cursor_execute", self._before)
-        event.listen(self._engine, "after_cursor_execute", self._after)
+    vacuums: int
+    analyzes: int
+    checkpoints: int
 
-    def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._before)
-        event.remove(self._engine, "after_cursor_execute", self._after)
-
-    def _before(self, connection: Any, *_args: Any) -> None:
-        self._started[id(connection)] = time.perf_counter()
-
-    def _after(self, connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        started = self._started.pop(id(connection), None)
-        if started is not None:
-            self.seconds[statement_kind(statement)] += time.perf_counter() - started
-
-
-def statement_kind(statement: str) -> str:
-    words = statement.split(None, 1)
-    kind = words[0].lower() if words else "other"
-    if kind == "select" and "FOR UPDATE" in statement.upper():
-        return "select_for_update"
-    return kind
-
-
-async def analyze_count(engine: AsyncEngine) -> int:
-    """How often the outbox table was analyzed (the planner's statistics refreshed) so far."""
-    async with engine.connect() as connection:
-        count = await connection.execute(
-            text(
-                "SELECT coalesce(analyze_count + autoanalyze_count, 0) FROM pg_stat_user_tables"
-                " WHERE relname = 'outbox'"
+    def since(self, before: Housekeeping) -> list[str]:
+        return [
+            name
+            for name, now, then in (
+                ("vacuum", self.vacuums, before.vacuums),
+                ("analyze", self.analyzes, before.analyzes),
+                ("checkpoint", self.checkpoints, before.checkpoints),
             )
+            if now > then
+        ]
+
+
+async def housekeeping(engine: AsyncEngine) -> Housekeeping:
+    """Vacuums and analyzes of the outbox, and checkpoints, so far (statistics lag ~1 s)."""
+    async with engine.connect() as connection:
+        table = (
+            await connection.execute(
+                text(
+                    "SELECT coalesce(sum(vacuum_count + autovacuum_count), 0),"
+                    " coalesce(sum(analyze_count + autoanalyze_count), 0)"
+                    " FROM pg_stat_user_tables WHERE relname = 'outbox'"
+                )
+            )
+        ).one()
+        checkpoints = await connection.execute(
+            text("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
         )
-        return int(count.scalar() or 0)
+        return Housekeeping(int(table[0]), int(table[1]), int(checkpoints.scalar() or 0))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class TimedRelay(OutboxRelay):
@@ -535,18 +513,13 @@ class TimedRelay(OutboxRelay):
 async def measure_relay_throughput(
     engine: AsyncEngine, kafka: KafkaConfig, outbox: OutboxConfig, topic: str, count: int
 ) -> Throughput:
-    # The bare producer, as in production: a wrapper's per-message cost would be charged to the relay.
-    producer = ClockedProducer(KafkaMessageProducer(kafka))
-    bare = producer.inner
-    statements = StatementClock(engine)
+    producer = KafkaMessageProducer(kafka)
     try:
         await warm_up(producer, topic)
-        analyzed = await analyze_count(engine)
-        producer.sending_seconds = 0.0
-        statements.seconds.clear()
-        relay = OutboxRelay(engine, bare, outbox)
+        before = await housekeeping(engine)
+        relay = OutboxRelay(engine, producer, outbox)
         published = batches = 0
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         while published < count:
             result = await relay.publish_round()  # what the running relay does each round
             batches += 1
@@ -556,22 +529,20 @@ async def measure_relay_throughput(
                     f" {result.claimed} claimed, after {published} of {count}"
                 )
             published += result.published
-        elapsed = time.perf_counter() - started
-        sql = dict(statements.seconds)
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     finally:
-        statements.close()
         await producer.stop()
     left = await unpublished(engine, topic)
     if left:
         raise BenchmarkError(f"{left} outbox rows are still unpublished after the relay run")
+    await asyncio.sleep(1)  # let the statistics catch up before reading what ran meanwhile
     return Throughput(
         events=count,
         published=published,
         batches=batches,
         elapsed=elapsed,
-        sending=producer.sending_seconds,
-        sql=sql,
-        analyzed_during=await analyze_count(engine) > analyzed,
+        cpu=cpu,
+        disturbed_by=(await housekeeping(engine)).since(before),
     )
 
 
@@ -585,7 +556,7 @@ async def measure_raw_producer(
                 await producer.start()
                 warm = [await producer.send(topic, b"{}", key=f"warm-up-{i}".encode()) for i in range(10)]
                 await asyncio.gather(*warm)
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         deliveries = [
             await producer.send(
                 topic, message.value, key=message.key.encode(), headers=encode_headers(message.headers)
@@ -593,10 +564,10 @@ async def measure_raw_producer(
             for message in messages
         ]
         acks = await asyncio.gather(*deliveries)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     finally:
         await producer.stop()
-    return RawBaseline(events=len(messages), acked=len(acks), elapsed=elapsed)
+    return RawBaseline(events=len(messages), acked=len(acks), elapsed=elapsed, cpu=cpu)
 
 
 @dataclass(frozen=True)
@@ -821,13 +792,15 @@ async def run_benchmark(options: Options, *, out: Any = None) -> Report:
                 await engine.dispose()
             say(
                 f"[{attempt}] relay: {throughput.published} events in {throughput.elapsed:.2f}s"
-                f" ({throughput.batches} rounds): {throughput.eps:.0f} events/s"
+                f" ({throughput.batches} rounds, {throughput.cpu:.2f}s CPU): {throughput.eps:.0f} events/s"
+                + (f" (meanwhile: {', '.join(throughput.disturbed_by)})" if throughput.disturbed_by else "")
             )
             raw = await measure_raw_producer(kafka, raw_topic, messages)
             del messages
             pairs.append(Pair(throughput, raw))
             say(
-                f"[{attempt}] raw producer: {raw.acked} events in {raw.elapsed:.2f}s: {raw.eps:.0f} events/s;"
+                f"[{attempt}] raw producer: {raw.acked} events in {raw.elapsed:.2f}s ({raw.cpu:.2f}s CPU):"
+                f" {raw.eps:.0f} events/s;"
                 f" ratio {pairs[-1].ratio:.2f}"
             )
         say(

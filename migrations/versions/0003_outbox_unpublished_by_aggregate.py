@@ -44,6 +44,4 @@ def downgrade() -> None:
             ["aggregate_type", "aggregate_id", "position"],
             postgresql_concurrently=True,
         )
-        op.drop_index(
-            "ix_outbox_unpublished_by_aggregate", table_name="outbox", postgresql_concurrently=True
-        )
+        op.drop_index("ix_outbox_unpublished_by_aggregate", table_name="outbox", postgresql_concurrently=True)

@@ -29,6 +29,9 @@ SUMMARY_KEYS = [
     "relay_throughput_eps",
     "raw_producer_eps",
     "ratio",
+    "ratios",
+    "relay_cpu_s",
+    "relay_disturbed_by",
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
@@ -74,6 +77,12 @@ async def test_the_benchmark_publishes_every_event_and_reports_every_figure(
     progress = io.StringIO()
     report = await run_benchmark(options, out=progress)
 
+    assert len(report.pairs) == options.repeat == 3
+    for pair in report.pairs:  # each pair relays its own 300 rows, then sends them raw
+        assert pair.relay.published == pair.relay.events == pair.raw.acked == 300
+        assert pair.relay.cpu > 0
+        assert pair.raw.cpu > 0
+    assert report.median_pair in report.pairs
     assert report.throughput.published == report.throughput.events == 300
     # 300 rows, rounds of up to OUTBOX_BATCHES_IN_FLIGHT batches of at most 100 rows each
     assert report.throughput.batches >= 300 // (100 * OutboxConfig().batches_in_flight)

@@ -118,9 +118,9 @@ class OutboxConfig(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OUTBOX_", env_file=".env", extra="ignore")
 
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(default=1000, ge=1, le=10_000, description="rows per batch (one transaction)")
     batches_in_flight: int = Field(
-        default=2, ge=1, le=8, description="batches claimed and sent concurrently (PostgreSQL)"
+        default=2, ge=1, le=8, description="lanes working off a backlog at once (PostgreSQL)"
     )
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between polls when idle")
     max_backoff: float = Field(default=30.0, gt=0, description="longest pause after failed sends")

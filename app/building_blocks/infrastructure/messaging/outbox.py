@@ -33,8 +33,10 @@ def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str,
         "aggregate_id": event.aggregate_id,
         "event_type": event.versioned_type(),
         "topic": topic,
-        "payload": json.loads(encode_value(event)),
-        "headers": cloud_event_headers(event, source=event.source or source),
+        "payload": encode_value(event).decode(),
+        "headers": json.dumps(
+            cloud_event_headers(event, source=event.source or source), separators=(",", ":")
+        ),
         "occurred_at": event.occurred_at,
     }
 

@@ -54,7 +54,7 @@ class BatchResult:
     published: int = 0
     failed: int = 0
     held_back: int = 0  # rows behind an unsent row of the same aggregate
-    backlog: bool = False  # a batch came back full: more rows are probably waiting
+    backlog: bool = False  # a full batch went out: more rows are probably waiting to go
 
     @property
     def claimed(self) -> int:
@@ -171,7 +171,9 @@ class OutboxRelay:
             if time.monotonic() >= next_purge:
                 await self.purge()
                 next_purge = time.monotonic() + self.config.purge_interval
-            if not result.backlog:
+            # Rows held back behind another lane's batch are free now that the round is over.
+            unblocked = result.held_back and result.published and not result.failed
+            if not (result.backlog or unblocked):
                 await self._idle(stop)
         await self._flush()
 
@@ -210,8 +212,7 @@ class OutboxRelay:
 
     @staticmethod
     def _keep_going(result: BatchResult) -> bool:
-        """A full batch that sent something: more rows are probably waiting."""
-        return result.backlog and result.published > 0 and not result.failed
+        return result.backlog and not result.failed
 
     async def _flush(self, within: float = 5.0) -> None:
         """On a clean stop, send what was committed just before it (best effort, bounded)."""
@@ -259,7 +260,8 @@ class OutboxRelay:
             result.published = len(sent)
             result.failed = len(outcomes) - len(sent)
             result.held_back = len(claim.rows) - len(outcomes)
-            result.backlog = len(claim.rows) >= self.config.batch_size
+            # Full but all blocked: going again at once would claim the same rows.
+            result.backlog = len(claim.rows) >= self.config.batch_size and result.published > 0
         return result
 
     async def _send_in_order(self, rows: Sequence[ClaimedRow]) -> dict[int, str | None]:
@@ -274,7 +276,7 @@ class OutboxRelay:
         for row in rows:
             chains[(row.aggregate_type, row.message.key)].append(row)
         outcomes: dict[int, str | None] = {}
-        waves = max(len(chain) for chain in chains.values())
+        waves = max((len(chain) for chain in chains.values()), default=0)  # 0: every row blocked
         for wave in range(waves):
             rows_in_wave = [
                 chain[wave]

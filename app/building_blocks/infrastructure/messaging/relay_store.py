@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Text, delete, select, update
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.building_blocks.infrastructure.messaging.envelope import OutgoingMessage
@@ -68,14 +67,10 @@ def relay_store_for(engine: AsyncEngine) -> RelayStore:
     return SqlRelayStore(engine)
 
 
-def outgoing_message(topic: str, aggregate_id: str, payload: Any, headers: Any) -> OutgoingMessage:
-    """An outbox row as the record to produce: the payload as stored, the headers as text."""
-    value = (
-        payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")).encode()
-    )
-    if isinstance(headers, str):
-        headers = json.loads(headers)
-    return OutgoingMessage(topic=topic, key=aggregate_id, value=value, headers=headers)
+def outgoing_message(topic: str, aggregate_id: str, payload: str, headers: str) -> OutgoingMessage:
+    """An outbox row (payload and headers as JSON text) as the record to produce: the payload
+    byte for byte as the writer serialized it, keyed by the aggregate id."""
+    return OutgoingMessage(topic, aggregate_id, payload.encode(), json.loads(headers))
 
 
 def row_to_message(row: Any) -> OutgoingMessage:
@@ -166,10 +161,7 @@ class _PostgresConnection:
         try:
             records = await raw.fetch(_PG_CLAIM, limit)
             # position, topic, aggregate_type, aggregate_id, payload (text), headers (text), blocked
-            rows = [
-                ClaimedRow(r[0], r[2], OutgoingMessage(r[1], r[3], r[4].encode(), json.loads(r[5])), r[6])
-                for r in records
-            ]
+            rows = [ClaimedRow(r[0], r[2], outgoing_message(r[1], r[3], r[4], r[5]), r[6]) for r in records]
             yield _PostgresClaim(raw, rows)
         except BaseException:
             with contextlib.suppress(Exception):  # a broken connection is discarded by connect()
@@ -215,7 +207,7 @@ class SqlRelayStore:
                         _o.topic,
                         _o.aggregate_type,
                         _o.aggregate_id,
-                        sql_cast(_o.payload, Text).label("payload"),
+                        _o.payload,  # JSON text (JsonText), as stored
                         _o.headers,
                     )
                     .where(_o.published_at.is_(None))

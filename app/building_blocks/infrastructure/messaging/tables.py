@@ -9,7 +9,6 @@ is recognised and skipped.
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
     Index,
@@ -20,14 +19,12 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from app.building_blocks.infrastructure.persistence.metadata import metadata
-from app.building_blocks.infrastructure.persistence.types import UtcDateTime
+from app.building_blocks.infrastructure.persistence.types import JsonText, UtcDateTime
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 _Position = BigInteger().with_variant(Integer(), "sqlite")
-_Json = JSON().with_variant(JSONB(), "postgresql")
 
 outbox_table = Table(
     "outbox",
@@ -38,8 +35,9 @@ outbox_table = Table(
     Column("aggregate_id", String(100), nullable=False),
     Column("event_type", String(200), nullable=False),
     Column("topic", String(249), nullable=False),
-    Column("payload", _Json, nullable=False),
-    Column("headers", _Json, nullable=False, server_default=text("'{}'")),
+    # JSON text: the relay sends the payload exactly as the writer serialized it.
+    Column("payload", JsonText(), nullable=False),
+    Column("headers", JsonText(), nullable=False, server_default=text("'{}'")),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
