@@ -7,8 +7,9 @@ failures can be injected precisely (a send that fails for one aggregate).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.building_blocks.domain.events import DomainEvent
+from app.building_blocks.domain.identifiers import uuid7
 from app.building_blocks.infrastructure.messaging import (
     InboxConsumer,
     InProcessBroker,
@@ -30,10 +33,11 @@ from app.building_blocks.infrastructure.messaging import (
 from app.building_blocks.infrastructure.messaging.dead_letters import replay_dead_letters
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
 from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
+from app.building_blocks.infrastructure.messaging.relay_store import _PG_CLAIM
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
 from app.migrate import upgrade
 from app.settings import DatabaseSettings
-from app.users.domain import Email, User
+from app.users.domain import Email, User, UserRegistered
 from app.users.integration_events import register_mappings
 from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
 
@@ -373,3 +377,50 @@ async def test_rows_behind_a_row_another_relay_holds_wait_their_turn() -> None:
     finally:
         await engine.dispose()
         await drop_postgres_database(url)
+
+
+async def test_the_claim_plan_holds_when_the_statistics_say_there_is_no_backlog() -> None:
+    """Autovacuum may sample the outbox right after the relay caught up ("nothing unpublished"),
+    and a burst follows. Planned on that, the claim must still walk ix_outbox_claim, fetch rows by
+    primary key and check each against ix_outbox_unpublished_by_aggregate: no scan or join
+    through the table, no scan of the backlog per claimed row (that cost 0.1 s per batch)."""
+    from tests.services import create_postgres_database, drop_postgres_database
+
+    url = await create_postgres_database()
+    await asyncio.to_thread(upgrade, DatabaseSettings(url=url))
+    engine = create_engine(url)
+    try:
+        topic = f"plan-{uuid.uuid4().hex[:8]}"
+        await fill(engine, topic, 2000)
+        async with engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            await raw.execute("UPDATE outbox SET published_at = now()")
+            await raw.execute("ANALYZE outbox")  # statistics: no backlog
+            await fill(engine, topic, 1000)  # ...and now there is one
+            async with raw.transaction():
+                plan = await raw.fetchval("EXPLAIN (FORMAT JSON) " + _PG_CLAIM.format(limit=500))
+        nodes = list(plan_nodes((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]))
+
+        assert {"Seq Scan", "Hash Join", "Merge Join", "Nested Loop"}.isdisjoint(
+            n["Node Type"] for n in nodes
+        )
+        checks = [n for n in nodes if n.get("Parent Relationship") == "SubPlan" and "Index Name" in n]
+        assert [n["Index Name"] for n in checks] == ["ix_outbox_unpublished_by_aggregate"]
+    finally:
+        await engine.dispose()
+        await drop_postgres_database(url)
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+async def fill(engine: AsyncEngine, topic: str, count: int) -> None:
+    """``count`` registrations written straight through the outbox writer, in one transaction."""
+    events: list[DomainEvent] = [
+        UserRegistered(user_id=uuid7(), email=f"plan-{i}@example.com", name=f"Plan {i}") for i in range(count)
+    ]
+    async with create_session_factory(engine)() as session, session.begin():
+        await writer(topic).before_commit(session, events)

@@ -97,15 +97,22 @@ async def purge_published(engine: AsyncEngine, before: datetime, chunk: int = PU
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
 
-# The claim locks the batch's positions only (whatever plan the statistics suggest, sorting
-# bigints stays cheap), reads those rows, and flags each row whose aggregate has an unpublished
-# row before its first claimed one (the partial index answers without visiting the table).
+# The claim locks the batch's positions only (an ordered walk of ix_outbox_claim, which stops
+# after the batch), fetches those rows by primary key, and flags each row whose aggregate has an
+# unpublished row before it outside the batch (ix_outbox_unpublished_by_aggregate answers without
+# visiting the table). Plans stay good whatever the statistics say (the backlog swings between
+# none and plenty, and autovacuum samples either):
+# - the batch size is a literal: a generic plan for ``LIMIT $1`` guesses a tenth of the backlog
+#   and merge-joins through the whole table (measured: 0.4 s instead of 5 ms per batch of 1000);
+# - rows are fetched with ``= ANY(ARRAY(...))``, which can only probe the primary key;
+# - only the claim says ``position > 0``, so only the claim can use ix_outbox_claim: planned on
+#   "no backlog", the check scanned it by position once per claimed row (0.1 s per batch).
 _PG_CLAIM = """
 WITH locked AS MATERIALIZED (
     SELECT position FROM outbox
-    WHERE published_at IS NULL
+    WHERE published_at IS NULL AND position > 0
     ORDER BY position
-    LIMIT $1
+    LIMIT {limit:d}
     FOR UPDATE SKIP LOCKED
 )
 SELECT o.position, o.topic, o.aggregate_type, o.aggregate_id, o.payload::text, o.headers::text,
@@ -117,7 +124,8 @@ SELECT o.position, o.topic, o.aggregate_type, o.aggregate_id, o.payload::text, o
              AND earlier.position < o.position
              AND earlier.position NOT IN (SELECT position FROM locked)
        ) AS blocked
-FROM outbox AS o JOIN locked USING (position)
+FROM outbox AS o
+WHERE o.position = ANY (ARRAY(SELECT position FROM locked))
 ORDER BY o.position
 """
 _PG_MARK_PUBLISHED = (
@@ -159,7 +167,7 @@ class _PostgresConnection:
         # BEGIN and the commit setting in one round trip (the simple-query protocol).
         await raw.execute("BEGIN; SET LOCAL synchronous_commit = off")
         try:
-            records = await raw.fetch(_PG_CLAIM, limit)
+            records = await raw.fetch(_PG_CLAIM.format(limit=int(limit)))
             # position, topic, aggregate_type, aggregate_id, payload (text), headers (text), blocked
             rows = [ClaimedRow(r[0], r[2], outgoing_message(r[1], r[3], r[4], r[5]), r[6]) for r in records]
             yield _PostgresClaim(raw, rows)
@@ -210,7 +218,7 @@ class SqlRelayStore:
                         _o.payload,  # JSON text (JsonText), as stored
                         _o.headers,
                     )
-                    .where(_o.published_at.is_(None))
+                    .where(_o.published_at.is_(None), _o.position > 0)  # ix_outbox_claim
                     .order_by(_o.position)
                     .limit(limit)
                 )

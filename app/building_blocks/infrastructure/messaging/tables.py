@@ -42,11 +42,12 @@ outbox_table = Table(
     Column("published_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text, nullable=True),
+    # The relay's claim (see relay_store.py; ``position > 0`` keeps other queries off it).
     Index(
-        "ix_outbox_unpublished",
+        "ix_outbox_claim",
         "position",
-        postgresql_where=text("published_at IS NULL"),
-        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL AND position > 0"),
+        sqlite_where=text("published_at IS NULL AND position > 0"),
     ),
     # The relay's check for an earlier unpublished row of an aggregate (see relay_store.py).
     Index(
