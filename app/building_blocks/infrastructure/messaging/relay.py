@@ -145,13 +145,19 @@ class OutboxRelay:
         return connection is None or not connection.is_closed()
 
     async def _lead(self, stop: asyncio.Event) -> None:
+        # The first lane's connection is kept while leading: a wake-up costs no pool checkout.
+        async with self._store.connect() as connection:
+            await self._publish_until(stop, connection)
+        await self._flush()
+
+    async def _publish_until(self, stop: asyncio.Event, connection: RelayConnection) -> None:
         backoff = 0.0
         next_purge = time.monotonic()
         while not stop.is_set():
             if not self._still_leading():
                 raise ConnectionError("lost the connection that holds the relay lock")
             self._wakeup.clear()
-            result = await self.publish_round()
+            result = await self.publish_round(connection)
             if result.failed and not result.published:  # the transport is down: back off
                 backoff = min(self.config.max_backoff, max(0.2, backoff * 2))
                 logger.warning(
@@ -175,9 +181,8 @@ class OutboxRelay:
             unblocked = result.held_back and result.published and not result.failed
             if not (result.backlog or unblocked):
                 await self._idle(stop)
-        await self._flush()
 
-    async def publish_round(self) -> BatchResult:
+    async def publish_round(self, connection: RelayConnection | None = None) -> BatchResult:
         """Publish what is waiting: one batch, and while batches come back full, more lanes.
 
         A trickle of events costs one claim per wake-up. A backlog is worked off in up to
@@ -186,12 +191,14 @@ class OutboxRelay:
         acks another is claiming or sending. Lanes claim different rows (``SKIP LOCKED``); a row
         whose aggregate has an earlier row in another lane's batch is *blocked* and waits.
         """
-        async with self._store.connect() as connection:
-            first = await self._publish_batch(connection)
-            if not self._keep_going(first):
-                return first
-            extra = self.config.batches_in_flight - 1 if self._store.concurrent else 0
-            results = await asyncio.gather(self._lane(connection), *(self._lane() for _ in range(extra)))
+        if connection is None:
+            async with self._store.connect() as own:
+                return await self.publish_round(own)
+        first = await self._publish_batch(connection)
+        if not self._keep_going(first):
+            return first
+        extra = self.config.batches_in_flight - 1 if self._store.concurrent else 0
+        results = await asyncio.gather(self._lane(connection), *(self._lane() for _ in range(extra)))
         total = first
         for result in results:
             total.add(result)
