@@ -46,6 +46,7 @@ class Messaging:
     outbox: OutboxWriter | None
     relay: OutboxRelay | None
     consumers: list[InboxConsumer] = field(default_factory=list)
+    topic_names: list[str] = field(default_factory=list)  # produced, consumed and dead-letter topics
 
     @property
     def embedded(self) -> bool:
@@ -98,13 +99,15 @@ def build_messaging(
         outbox = OutboxWriter(mapper, topics, on_committed=outbox_relay.wake if outbox_relay else None)
 
     messaging = Messaging(settings, mapper, topics, producer, broker, outbox, outbox_relay)
+    users_topic = topics.topic_for_aggregate("user")
+    messaging.topic_names = [users_topic, kafka.dlq_topic(users_topic)]
     if consumers:
         messaging.consumers.append(
             InboxConsumer(
                 name=user_consumers.ACTIVITY_CONSUMER,
                 source=source(
                     f"{kafka.consumer_group}.{user_consumers.ACTIVITY_CONSUMER}",
-                    [topics.topic_for_aggregate("user")],
+                    [users_topic],
                 ),
                 handler=user_consumers.project_user_activity,
                 sessions=create_session_factory(engine),

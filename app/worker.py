@@ -5,6 +5,7 @@
     python -m app.worker --no-relay          consumers only
     python -m app.worker replay-dlq TOPIC    move dead letters of TOPIC.dlq back to TOPIC
 
+At start it creates the topics it uses when they are missing (``KAFKA_CREATE_TOPICS``).
 On SIGTERM the worker stops fetching, finishes the messages in hand, commits their offsets,
 leaves the consumer group and releases the relay lock, so a standby takes over at once.
 """
@@ -19,6 +20,7 @@ import sys
 
 from app.building_blocks.infrastructure.messaging.dead_letters import replay_dead_letters
 from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer, KafkaMessageSource
+from app.building_blocks.infrastructure.messaging.provisioning import provision_topics
 from app.building_blocks.infrastructure.persistence.database import (
     DatabaseUnavailableError,
     check_database,
@@ -47,6 +49,10 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             "in-process" if messaging.embedded else "kafka",
         )
         try:
+            if settings.kafka.create_topics and not messaging.embedded:
+                # Before the first send or subscription, which a broker may answer by creating the
+                # topic with its own defaults. A broker that is down makes the worker wait here.
+                await provision_topics(settings.kafka, messaging.topic_names, stop)
             await messaging.run(stop)
         finally:
             await messaging.producer.stop()

@@ -69,3 +69,36 @@ async def broker_is_local() -> bool:
         return False
     code, _ = await broker_script("status", timeout=10)
     return code == 0
+
+
+async def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """How many partitions each of ``topics`` has (0: it does not exist). Lists, never creates."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        described = await admin.describe_topics([name for name in topics if name in existing])
+    finally:
+        await admin.close()
+    counts = {entry["topic"]: len(entry["partitions"]) for entry in described}
+    return {name: counts.get(name, 0) for name in topics}
+
+
+async def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """Best effort, bounded: a leftover test topic only costs disk."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        async with asyncio.timeout(15):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            doomed = [name for name in topics if name in existing]
+            if doomed:
+                await admin.delete_topics(doomed)
+    except Exception:
+        pass
+    finally:
+        await admin.close()

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.kafka_service import broker_is_local, broker_script, require_kafka
+from tests.kafka_service import broker_is_local, broker_script, delete_topics, require_kafka
 
 
 @pytest.fixture
@@ -25,15 +24,7 @@ async def topic(bootstrap: str) -> AsyncIterator[str]:
     """A fresh topic name (the broker creates the topic on first use); deleted afterwards."""
     name = f"test-broker-{uuid.uuid4().hex[:12]}"
     yield name
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        async with asyncio.timeout(15):
-            await admin.start()
-            await admin.delete_topics([name])
-    except Exception:  # best effort: a leftover topic only costs disk
-        pass
-    finally:
-        await admin.close()
+    await delete_topics(bootstrap, [name])
 
 
 def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:

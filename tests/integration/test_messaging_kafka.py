@@ -45,7 +45,7 @@ from app.settings import DatabaseSettings, Settings
 from app.users.persistence.tables import user_activity_table
 from tests.conftest import ROOT, make_settings
 from tests.helpers import USERS
-from tests.kafka_service import broker_is_local, broker_script, require_kafka
+from tests.kafka_service import broker_is_local, broker_script, partition_counts, require_kafka
 from tests.services import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.kafka
@@ -484,7 +484,7 @@ async def test_the_worker_projects_the_activity_log_and_the_api_serves_it(
 ) -> None:
     settings = settings_for(database, bootstrap, topic)
     async with api(settings) as http:
-        with worker(settings, tmp_path / "worker.log"):
+        with worker(settings, tmp_path / "worker.log", KAFKA_TOPIC_PARTITIONS="2"):
             [user_id] = await register(http, 1, f"act-{topic}")
             path = f"{USERS}/{user_id}"
             await http.patch(path, json={"name": "Renamed"})
@@ -501,6 +501,9 @@ async def test_the_worker_projects_the_activity_log_and_the_api_serves_it(
         "users.user_deactivated",
     ]
     assert items[1]["data"] == {"name": "Renamed"}
+    # The worker created its topic and the dead-letter topic, as configured, before using them.
+    dead_letters = settings.kafka.dlq_topic(topic)
+    assert await partition_counts(bootstrap, [topic, dead_letters]) == {topic: 2, dead_letters: 2}
 
 
 async def test_sigterm_finishes_commits_and_leaves_the_group(

@@ -44,6 +44,11 @@ class KafkaConfig(BaseSettings):
     retry_backoff_ms: int = Field(default=200, ge=0)
     dlq_suffix: str = ".dlq"
 
+    # Topics the worker creates when missing (see provisioning.py)
+    create_topics: bool = True
+    topic_partitions: int = Field(default=3, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+
     # Reliability patterns (see docs/INBOX_OUTBOX_CONFIG.md)
     enable_outbox: bool = True
     enable_inbox: bool = True
