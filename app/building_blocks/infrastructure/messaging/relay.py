@@ -8,7 +8,11 @@
 - **Ordered per aggregate.** A batch is claimed in position order (``FOR UPDATE SKIP LOCKED``);
   each aggregate's rows are sent one after the other, each waiting for the broker's ack, and the
   first failure stops that aggregate for this round, so no later event of it can overtake the
-  failed one. Different aggregates go out concurrently.
+  failed one. Different aggregates go out concurrently. A row whose aggregate has an earlier
+  unpublished row outside the batch (another lane or relay holds it) is *blocked* and waits.
+- **A trickle or a backlog.** Each wake-up claims one batch on a connection kept while leading;
+  batches that come back full bring in more lanes (``batches_in_flight``) until the backlog is
+  gone. How rows are claimed and marked is in ``relay_store.py``.
 - **Nothing lost.** A row is marked published only after its ack, in the transaction that claimed
   it. A crash in between re-sends the row later: consumers deduplicate by event id (the inbox).
 - **Kafka down** records ``attempts`` and ``last_error`` on the rows, backs off exponentially up
