@@ -98,9 +98,17 @@ def build_messaging(
     if kafka.enable_outbox:
         outbox = OutboxWriter(mapper, topics, on_committed=outbox_relay.wake if outbox_relay else None)
 
-    messaging = Messaging(settings, mapper, topics, producer, broker, outbox, outbox_relay)
     users_topic = topics.topic_for_aggregate("user")
-    messaging.topic_names = [users_topic, kafka.dlq_topic(users_topic)]
+    messaging = Messaging(
+        settings,
+        mapper,
+        topics,
+        producer,
+        broker,
+        outbox,
+        outbox_relay,
+        topic_names=[users_topic, kafka.dlq_topic(users_topic)],
+    )
     if consumers:
         messaging.consumers.append(
             InboxConsumer(

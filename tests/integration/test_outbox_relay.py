@@ -50,10 +50,12 @@ async def engine(private_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 class FlakyProducer:
-    """The in-process producer, failing every send for the keys in ``broken`` (fault injection)."""
+    """The in-process producer, failing every send for the keys in ``broken`` (fault injection)
+    and, with ``delay``, taking that long per send, so relay lanes overlap as they do with Kafka."""
 
-    def __init__(self, broker: InProcessBroker) -> None:
+    def __init__(self, broker: InProcessBroker, delay: float = 0.0) -> None:
         self.inner = broker.producer()
+        self.delay = delay
         self.broken: set[str] = set()
         self.attempts: list[str] = []
 
@@ -65,29 +67,10 @@ class FlakyProducer:
 
     async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
         self.attempts.append(message.key)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if message.key in self.broken:
             raise ConnectionError(f"broker refused {message.key}")
-        return await self.inner.enqueue(message)
-
-    async def send(self, message: OutgoingMessage) -> None:
-        await (await self.enqueue(message))
-
-
-class SlowProducer:
-    """The in-process producer, taking a moment per send, so lanes overlap as they do with Kafka."""
-
-    def __init__(self, broker: InProcessBroker, delay: float = 0.003) -> None:
-        self.inner = broker.producer()
-        self.delay = delay
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
-        await asyncio.sleep(self.delay)
         return await self.inner.enqueue(message)
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -172,7 +155,9 @@ async def test_a_backlog_worked_off_in_lanes_keeps_each_aggregate_in_order(engin
     order and exactly once."""
     topic = f"lanes-{uuid.uuid4().hex[:8]}"
     broker = InProcessBroker()
-    relay = OutboxRelay(engine, SlowProducer(broker), OutboxConfig(batch_size=7, batches_in_flight=3))
+    relay = OutboxRelay(
+        engine, FlakyProducer(broker, delay=0.003), OutboxConfig(batch_size=7, batches_in_flight=3)
+    )
     await drain(relay)  # rows of other tests on this database
     users = [await write_user_history(engine, topic) for _ in range(12)]
 
