@@ -10,225 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, update
 
 from app.building_blocks.infrastructure.messaging import (
     InboxConsumer,
-    KafkaConfig,
-    OutboxConfig,
     OutgoingMessage,
     ReceivedMessage,
     outbox_table,
 )
 from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer, KafkaMessageSource
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
-from app.main import build_engine, create_app
-from app.messaging import build_messaging
-from app.migrate import upgrade
-from app.settings import DatabaseSettings, Settings
-from app.users.persistence.tables import user_activity_table
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT
 from tests.helpers import USERS
-from tests.kafka_service import broker_is_local, broker_script, partition_counts, require_kafka
-from tests.services import create_postgres_database, drop_postgres_database
+from tests.kafka_service import broker_is_local, broker_script, partition_counts
+from tests.messaging_harness import (
+    activity_counts,
+    all_published,
+    api,
+    engine_for,
+    headers,
+    outbox_counts,
+    read_topic,
+    register,
+    relay_task,
+    settings_for,
+    some_published,
+    wait_for,
+    worker,
+    worker_env,
+)
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture(scope="module")
-async def bootstrap() -> str:
-    return await require_kafka()
-
-
-@pytest.fixture(scope="module")
-async def database(bootstrap: str) -> AsyncIterator[str]:
-    """A database of its own: no other test's relay may touch these outbox rows."""
-    url = await create_postgres_database()
-    await asyncio.to_thread(upgrade, DatabaseSettings(url=url))
-    yield url
-    engine = _engines.pop(url, None)
-    if engine is not None:
-        await engine.dispose()
-    await drop_postgres_database(url)
-
-
-_engines: dict[str, AsyncEngine] = {}
-
-
-def engine_for(database: str) -> AsyncEngine:
-    """One engine per test database for the checks that poll it (not one per poll)."""
-    if database not in _engines:
-        _engines[database] = create_engine(database)
-    return _engines[database]
-
-
-@pytest.fixture
-def topic() -> str:
-    return f"test-{uuid.uuid4().hex[:10]}.users.v1"
-
-
-def settings_for(database: str, bootstrap: str, topic: str, **kafka: Any) -> Settings:
-    base = make_settings(database)
-    return base.model_copy(
-        update={
-            "users_topic": topic,
-            "kafka": KafkaConfig(
-                bootstrap_servers=bootstrap,
-                client_id="kafka-tests",
-                consumer_group=f"g-{topic}",
-                request_timeout_ms=3000,
-                retry_backoff_ms=50,
-                **kafka,
-            ),
-            "outbox": OutboxConfig(poll_interval=0.2, max_backoff=2.0, standby_interval=0.5),
-        }
-    )
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database.url,
-        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka.bootstrap_servers),
-        "KAFKA_CONSUMER_GROUP": settings.kafka.consumer_group,
-        "KAFKA_REQUEST_TIMEOUT_MS": "3000",
-        "KAFKA_RETRY_BACKOFF_MS": "50",
-        "USERS_TOPIC": str(settings.users_topic),
-        "OUTBOX_POLL_INTERVAL": "0.2",
-        "OUTBOX_STANDBY_INTERVAL": "0.5",
-        "OUTBOX_MAX_BACKOFF": "2",
-        "LOG_LEVEL": "INFO",
-    }
-
-
-@contextmanager
-def worker(settings: Settings, log: Path, *args: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.worker", *args],
-            cwd=ROOT,
-            env={**worker_env(settings), **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-@asynccontextmanager
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=30) as http,
-    ):
-        yield http
-
-
-@asynccontextmanager
-async def relay_task(settings: Settings) -> AsyncIterator[None]:
-    """The relay of the worker, run in this process."""
-    engine = build_engine(settings)
-    messaging = build_messaging(settings, engine, relay=True, consumers=False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(messaging.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
-        await messaging.producer.stop()
-        await engine.dispose()
-
-
-async def register(http: httpx.AsyncClient, count: int, prefix: str, concurrency: int = 16) -> list[str]:
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> str:
-        async with semaphore:
-            response = await http.post(USERS, json={"email": f"{prefix}-{i}@example.com", "name": f"u{i}"})
-            assert response.status_code == 201, response.text
-            return str(response.json()["id"])
-
-    return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-async def read_topic(
-    bootstrap: str, topic: str, *, at_least: int, timeout: float = 90, quiet: float = 2.0
-) -> list[Any]:
-    """Every record of ``topic`` once ``at_least`` arrived and nothing new came for ``quiet`` s."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            fresh = [record for records_ in batch.values() for record in records_]
-            if fresh:
-                records += fresh
-                last_new = time.monotonic()
-            elif len(records) >= at_least and time.monotonic() - last_new >= quiet:
-                break
-    finally:
-        await consumer.stop()
-    return records
-
-
-def headers(record: Any) -> dict[str, str]:
-    return {name: value.decode() for name, value in record.headers}
-
-
-async def outbox_counts(database: str, topic: str) -> tuple[int, int]:
-    async with engine_for(database).connect() as connection:
-        total, done = (
-            await connection.execute(
-                select(func.count(), func.count(outbox_table.c.published_at)).where(
-                    outbox_table.c.topic == topic
-                )
-            )
-        ).one()
-    return int(total), int(done)
-
-
-async def wait_for(condition: Any, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
-    return time.monotonic() - started
 
 
 async def test_a_thousand_registrations_become_a_thousand_ordered_cloudevents(
@@ -290,7 +113,7 @@ async def test_kafka_down_for_ten_seconds_loses_nothing(database: str, bootstrap
             assert code == 0, output
         accepted += await register(http, 100, f"after-{topic}")
         waited = await wait_for(
-            lambda: _all_published(database, topic, len(accepted)), 120, "the relay to publish everything"
+            lambda: all_published(database, topic, len(accepted)), 120, "the relay to publish everything"
         )
     records = await read_topic(bootstrap, topic, at_least=len(accepted))
     assert sorted({r.key.decode() for r in records}) == sorted(accepted)
@@ -298,21 +121,6 @@ async def test_kafka_down_for_ten_seconds_loses_nothing(database: str, bootstrap
     print(
         f"\nKafka down {time.monotonic() - down_at:.0f}s; {len(accepted)} writes; caught up in {waited:.1f}s"
     )
-
-
-async def _all_published(database: str, topic: str, expected: int) -> bool:
-    total, published = await outbox_counts(database, topic)
-    return total == expected and published == expected
-
-
-async def activity_counts(database: str, user_ids: list[str]) -> Counter[str]:
-    async with engine_for(database).connect() as connection:
-        rows = await connection.execute(
-            select(user_activity_table.c.event_id).where(
-                user_activity_table.c.user_id.in_([uuid.UUID(u) for u in user_ids])
-            )
-        )
-        return Counter(row.event_id for row in rows)
 
 
 async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_once(
@@ -323,7 +131,7 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_o
         ids = await register(http, 600, f"kill-{topic}")
     log = tmp_path / "worker.log"
     with worker(settings, log, OUTBOX_BATCH_SIZE="20") as first:
-        await wait_for(lambda: _some_published(database, topic), 60, "the first batches")
+        await wait_for(lambda: some_published(database, topic), 60, "the first batches")
         first.send_signal(signal.SIGKILL)
         first.wait()
     total, published = await outbox_counts(database, topic)
@@ -345,7 +153,7 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_o
         )
 
     with worker(settings, log):
-        await wait_for(lambda: _all_published(database, topic, len(ids)), 90, "the restarted relay")
+        await wait_for(lambda: all_published(database, topic, len(ids)), 90, "the restarted relay")
 
         async def projected() -> bool:
             return sum((await activity_counts(database, ids)).values()) >= len(ids)
@@ -359,10 +167,6 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_applied_o
     applied = await activity_counts(database, ids)
     assert set(applied) == set(delivered)
     assert set(applied.values()) == {1}
-
-
-async def _some_published(database: str, topic: str) -> bool:
-    return (await outbox_counts(database, topic))[1] > 0
 
 
 def leader_of(logs: dict[str, Path]) -> str | None:
@@ -383,7 +187,7 @@ async def test_a_standby_relay_takes_over_within_ten_seconds(
         ):
             processes = {"a": a, "b": b}
             first = await register(http, 10, f"ha1-{topic}")
-            await wait_for(lambda: _all_published(database, topic, 10), 30, "the leader to publish")
+            await wait_for(lambda: all_published(database, topic, 10), 30, "the leader to publish")
             leader = leader_of(logs)
             assert leader is not None
             standby = "b" if leader == "a" else "a"
@@ -391,7 +195,7 @@ async def test_a_standby_relay_takes_over_within_ten_seconds(
             processes[leader].wait()
             killed_at = time.monotonic()
             second = await register(http, 10, f"ha2-{topic}")
-            await wait_for(lambda: _all_published(database, topic, 20), 10, "the standby to take over")
+            await wait_for(lambda: all_published(database, topic, 20), 10, "the standby to take over")
             took_over = time.monotonic() - killed_at
             assert "outbox relay is the leader" in logs[standby].read_text()
             assert processes[standby].poll() is None
