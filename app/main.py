@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.building_blocks.api.exceptions import setup_exception_handlers
-from app.building_blocks.api.health import HealthCheck, create_health_router
+from app.building_blocks.api.health import Degraded, HealthCheck, create_health_router
+from app.building_blocks.api.limits import RequestLimitsMiddleware
 from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
 from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
 from app.building_blocks.application.mediator import Mediator
+from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_status
 from app.building_blocks.infrastructure.messaging.publishers import (
     create_event_publisher,
     create_integration_event_mediator,
@@ -73,6 +75,14 @@ def build_mediator(engine: AsyncEngine, messaging: Messaging) -> Mediator[UsersU
     return mediator
 
 
+async def parked_outbox_rows(engine: AsyncEngine) -> Mapping[str, int] | Degraded:
+    """Readiness detail: events the relay parked (and rows waiting behind them) are degraded
+    service, not a reason to stop routing requests here."""
+    status = await outbox_status(engine)
+    details = {"parked": status.parked, "waiting_behind_parked": status.waiting}
+    return Degraded(details) if status.parked else details
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
@@ -117,11 +127,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     setup_exception_handlers(app, include_stack_trace=settings.include_stack_trace, log_errors=True)
     install_problem_openapi(app)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        body_timeout=settings.request_body_timeout,
+    )
     app.add_middleware(CorrelationIdMiddleware)  # outermost: every response carries the id
 
+    checks = [HealthCheck("database", lambda: check_database(engine))]
+    if settings.kafka.enable_outbox:
+        checks.append(HealthCheck("outbox", lambda: parked_outbox_rows(engine)))
     app.include_router(
         create_health_router(
-            [HealthCheck("database", lambda: check_database(engine))],
+            checks,
             timeout=settings.readiness_timeout,
         )
     )

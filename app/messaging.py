@@ -8,7 +8,6 @@ in-process broker carries the same messages and the API process runs them (embed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -33,8 +32,6 @@ from app.users.integration_events import register_mappings
 
 logger = logging.getLogger("app.messaging")
 
-DRAIN_TIMEOUT = 5.0
-
 
 @dataclass
 class Messaging:
@@ -56,26 +53,24 @@ class Messaging:
         return [self.outbox] if self.outbox is not None else []
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the relay and every consumer until ``stop`` is set.
+        """Run the relay and every consumer until ``stop`` is set; each stops within its grace.
 
-        The relay stops first; in the embedded mode the consumers then drain what the in-process
-        broker still holds (for at most ``DRAIN_TIMEOUT`` seconds) before they stop too.
+        With Kafka they are independent and stop together. Embedded, the in-process consumers
+        are what acknowledges the relay's sends, so they stop only once the relay has returned
+        (its acks in hand get ``OUTBOX_SHUTDOWN_GRACE``; what is left unacknowledged stays in the
+        outbox and goes out after the next start).
         """
-        consumers_stop = asyncio.Event()
-        consumers = [asyncio.create_task(consumer.run(consumers_stop)) for consumer in self.consumers]
-        try:
-            if self.relay is not None:
-                await self.relay.run(stop)
-            else:
-                await stop.wait()
-            if self.broker is not None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(DRAIN_TIMEOUT):
-                        while self.broker.pending():  # noqa: ASYNC110 - the broker has no drain event
-                            await asyncio.sleep(0.02)
-        finally:
-            consumers_stop.set()
-            await asyncio.gather(*consumers, return_exceptions=True)
+        consumers_stop = asyncio.Event() if self.embedded else stop
+        async with asyncio.TaskGroup() as tasks:
+            for consumer in self.consumers:
+                tasks.create_task(consumer.run(consumers_stop))
+            try:
+                if self.relay is not None:
+                    await self.relay.run(stop)
+                else:
+                    await stop.wait()
+            finally:
+                consumers_stop.set()
 
 
 def build_messaging(
@@ -88,7 +83,9 @@ def build_messaging(
     topics = TopicRouter(settings.service_name, overrides)
 
     broker = InProcessBroker() if kafka.embedded else None
-    producer: MessageProducer = broker.producer() if broker else KafkaMessageProducer(kafka)
+    grace = settings.outbox.shutdown_grace  # how long a stopping process waits for the transport
+    producer: MessageProducer
+    producer = broker.producer() if broker else KafkaMessageProducer(kafka, stop_timeout=grace)
 
     def source(group: str, topic_names: list[str]) -> MessageSource:
         return broker.source(group, topic_names) if broker else KafkaMessageSource(kafka, group, topic_names)
@@ -121,6 +118,7 @@ def build_messaging(
                 sessions=create_session_factory(engine),
                 dead_letters=producer,
                 config=kafka,
+                shutdown_grace=grace,
             )
         )
     return messaging

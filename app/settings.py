@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     log_json: bool = True
     include_stack_trace: bool = False
     readiness_timeout: float = Field(default=2.0, gt=0)
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    request_body_timeout: float = Field(default=30.0, gt=0)
     users_topic: str | None = Field(default=None, description="default: <SERVICE_NAME>.users.v1")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
@@ -82,6 +84,9 @@ class Settings(BaseSettings):
             raise ValueError("KAFKA_ENABLE_OUTBOX=false loses events on a crash; not in production")
         if "client_id" not in self.kafka.model_fields_set:
             self.kafka = self.kafka.model_copy(update={"client_id": self.service_name})
+        if self.outbox.send_timeout is None:  # a send counts as failed when Kafka's request would
+            timeout = self.kafka.request_timeout_ms / 1000
+            self.outbox = self.outbox.model_copy(update={"send_timeout": timeout})
         return self
 
 

@@ -1,25 +1,40 @@
 """``python -m app.worker``: the outbox relay and the Kafka consumers, in their own process.
 
-    python -m app.worker                     relay + consumers until SIGTERM/SIGINT
-    python -m app.worker --no-consumers      relay only (e.g. a second, standby relay)
-    python -m app.worker --no-relay          consumers only
-    python -m app.worker replay-dlq TOPIC    move dead letters of TOPIC.dlq back to TOPIC
+    python -m app.worker                         relay + consumers until SIGTERM/SIGINT
+    python -m app.worker --no-consumers          relay only (e.g. a second, standby relay)
+    python -m app.worker --no-relay              consumers only
+    python -m app.worker replay-dlq TOPIC        move dead letters of TOPIC.dlq back to TOPIC
+    python -m app.worker outbox list-parked      outbox rows set aside, with their errors
+    python -m app.worker outbox retry ID         send a parked event (and the rows behind it) again
+    python -m app.worker outbox discard ID --reason TEXT   give a parked event up, for a reason
 
 At start it creates the topics it uses when they are missing (``KAFKA_CREATE_TOPICS``).
 On SIGTERM the worker stops fetching, finishes the messages in hand, commits their offsets,
-leaves the consumer group and releases the relay lock, so a standby takes over at once.
+leaves the consumer group and releases the relay lock, so a standby takes over at once. It
+exits within ``OUTBOX_SHUTDOWN_GRACE`` seconds (plus moments), even with the broker away: sends
+not acknowledged by then stay unpublished in the outbox and go out after the restart.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from app.building_blocks.infrastructure.messaging.dead_letters import replay_dead_letters
 from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer, KafkaMessageSource
+from app.building_blocks.infrastructure.messaging.outbox_admin import (
+    ParkedRowError,
+    discard_parked,
+    list_parked,
+    retry_parked,
+)
 from app.building_blocks.infrastructure.messaging.provisioning import provision_topics
 from app.building_blocks.infrastructure.persistence.database import (
     DatabaseUnavailableError,
@@ -27,10 +42,12 @@ from app.building_blocks.infrastructure.persistence.database import (
 )
 from app.building_blocks.observability.logging import configure_logging
 from app.main import build_engine
-from app.messaging import build_messaging
+from app.messaging import Messaging, build_messaging
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.worker")
+
+SHUTDOWN_MARGIN = 5.0  # beyond OUTBOX_SHUTDOWN_GRACE, for closing connections and leaving the group
 
 
 async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool = True) -> None:
@@ -49,16 +66,45 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             "in-process" if messaging.embedded else "kafka",
         )
         try:
-            if settings.kafka.create_topics and not messaging.embedded:
-                # Before the first send or subscription, which a broker may answer by creating the
-                # topic with its own defaults. A broker that is down makes the worker wait here.
-                await provision_topics(settings.kafka, messaging.topic_names, stop)
-            await messaging.run(stop)
+            await _until_stopped(_serve(settings, messaging, stop), stop, settings.outbox.shutdown_grace)
         finally:
             await messaging.producer.stop()
         logger.info("worker stopped")
     finally:
         await engine.dispose()
+
+
+async def _serve(settings: Settings, messaging: Messaging, stop: asyncio.Event) -> None:
+    if settings.kafka.create_topics and not messaging.embedded:
+        # Before the first send or subscription, which a broker may answer by creating the topic
+        # with its own defaults. A broker that is down makes the worker wait here.
+        await provision_topics(settings.kafka, messaging.topic_names, stop)
+    await messaging.run(stop)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event, grace: float) -> None:
+    """Run ``work``; once ``stop`` is set, give it ``grace`` seconds (and a margin) to return.
+
+    Every part watches ``stop`` and bounds its own waits; this is the backstop that keeps the
+    promise of a bounded shutdown should one of them not.
+    """
+    task = asyncio.create_task(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            try:
+                async with asyncio.timeout(grace + SHUTDOWN_MARGIN):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                logger.error("worker: still stopping after %.0fs; cancelled", grace + SHUTDOWN_MARGIN)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
+        await task  # its outcome: an error it ended with is raised here
+    finally:
+        stopped.cancel()
 
 
 async def replay(settings: Settings, topic: str, limit: int | None) -> int:
@@ -74,7 +120,35 @@ async def replay(settings: Settings, topic: str, limit: int | None) -> int:
         await producer.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
+    engine = build_engine(settings)
+    try:
+        if args.outbox_command == "list-parked":
+            parked = await list_parked(engine)
+            for row in parked:
+                print(
+                    f"{row.event_id}  {row.event_type}  {row.aggregate_type} {row.aggregate_id}  "
+                    f"topic={row.topic}  attempts={row.attempts}  parked_at={row.parked_at.isoformat()}  "
+                    f"waiting={row.waiting}\n    {row.last_error}"
+                )
+            print(f"{len(parked)} parked", file=sys.stderr)
+        elif args.outbox_command == "retry":
+            released = await retry_parked(engine, args.event_id)
+            print(
+                f"released {released} rows of the aggregate; the relay sends them in order", file=sys.stderr
+            )
+        else:
+            released = await discard_parked(engine, args.event_id, args.reason)
+            print(f"discarded {args.event_id}; released {released} rows behind it", file=sys.stderr)
+    except (ParkedRowError, ValueError) as error:
+        print(f"worker outbox: {error}", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.worker", description=__doc__.split("\n")[0])
     parser.add_argument("--no-relay", action="store_true", help="do not run the outbox relay")
     parser.add_argument("--no-consumers", action="store_true", help="do not run the consumers")
@@ -82,8 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     replay_parser = commands.add_parser("replay-dlq", help="move dead letters back to their topic")
     replay_parser.add_argument("topic", help="the topic (or its .dlq topic) whose dead letters to replay")
     replay_parser.add_argument("--limit", type=int, default=None, help="replay at most this many")
-    args = parser.parse_args(argv)
+    outbox = commands.add_parser("outbox", help="parked outbox rows").add_subparsers(
+        dest="outbox_command", required=True
+    )
+    outbox.add_parser("list-parked", help="each parked event, its error and the rows waiting behind it")
+    retry = outbox.add_parser("retry", help="send a parked event and the rows behind it again, in order")
+    retry.add_argument("event_id", type=uuid.UUID, help="the event id list-parked shows")
+    discard = outbox.add_parser("discard", help="give a parked event up and release the rows behind it")
+    discard.add_argument("event_id", type=uuid.UUID, help="the event id list-parked shows")
+    discard.add_argument("--reason", required=True, help="why (logged with the event)")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     settings = get_settings()
     configure_logging(
         service=f"{settings.service_name}-worker", level=settings.log_level, json=settings.log_json
@@ -92,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay-dlq":
             count = asyncio.run(replay(settings, args.topic, args.limit))
             print(f"replayed {count} dead letters", file=sys.stderr)
+        elif args.command == "outbox":
+            return asyncio.run(outbox_command(settings, args))
         else:
             asyncio.run(run_worker(settings, relay=not args.no_relay, consumers=not args.no_consumers))
     except DatabaseUnavailableError as error:

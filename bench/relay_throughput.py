@@ -446,6 +446,9 @@ class ClockedProducer:
     async def send(self, message: OutgoingMessage) -> None:
         await (await self.enqueue(message))
 
+    async def abandon_pending(self) -> None:
+        await self.inner.abandon_pending()
+
 
 @dataclass(frozen=True)
 class Housekeeping:

@@ -51,7 +51,9 @@ postgres_up() {
   if id postgres >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ "$(id -un)" = postgres ]; }; then
     as_postgres psql -qtA -c "DO \$\$ BEGIN
       IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$APP_ROLE') THEN
-        CREATE ROLE \"$APP_ROLE\" LOGIN PASSWORD '$APP_PASSWORD' CREATEDB;
+        CREATE ROLE \"$APP_ROLE\" LOGIN PASSWORD '$APP_PASSWORD' CREATEDB CREATEROLE;
+      ELSE
+        ALTER ROLE \"$APP_ROLE\" CREATEDB CREATEROLE;
       END IF; END \$\$;" >/dev/null || return 1
     if [ -z "$(as_postgres psql -qtA -c "SELECT 1 FROM pg_database WHERE datname = '$APP_DB'")" ]; then
       as_postgres createdb -O "$APP_ROLE" -E UTF8 -T template0 --locale C.UTF-8 "$APP_DB" || return 1

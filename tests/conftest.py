@@ -114,6 +114,15 @@ def base_url(server_backend: str, request: pytest.FixtureRequest) -> Iterator[st
 @contextmanager
 def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
     """Start ``uvicorn app.main:app`` on a free port and wait until it is ready."""
+    with server_process(database_url, log_path, **env) as (_process, url):
+        yield url
+
+
+@contextmanager
+def server_process(
+    database_url: str, log_path: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``running_server`` with its process, for tests that signal or kill it."""
     port = free_port()
     inherited = {
         name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "OUTBOX_"))
@@ -126,7 +135,7 @@ def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[st
         **env,
     }
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
@@ -136,9 +145,10 @@ def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[st
         )
         try:
             wait_until_ready(url, process, log_path)
-            yield url
+            yield process, url
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

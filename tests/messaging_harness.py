@@ -48,7 +48,10 @@ async def dispose_engine(database: str) -> None:
         await engine.dispose()
 
 
-def settings_for(database: str, bootstrap: str, topic: str, **kafka: Any) -> Settings:
+def settings_for(
+    database: str, bootstrap: str, topic: str, outbox: dict[str, Any] | None = None, **kafka: Any
+) -> Settings:
+    """Settings of the API and the relay of one test (the worker's come from worker_env)."""
     base = make_settings(database)
     return base.model_copy(
         update={
@@ -61,7 +64,13 @@ def settings_for(database: str, bootstrap: str, topic: str, **kafka: Any) -> Set
                 retry_backoff_ms=50,
                 **kafka,
             ),
-            "outbox": OutboxConfig(poll_interval=0.2, max_backoff=2.0, standby_interval=0.5),
+            "outbox": OutboxConfig(
+                poll_interval=0.2,
+                max_backoff=2.0,
+                standby_interval=0.5,
+                send_timeout=3.0,  # = KAFKA_REQUEST_TIMEOUT_MS, as the settings derive it
+                **(outbox or {}),
+            ),
         }
     )
 

@@ -23,13 +23,33 @@ from app.building_blocks.api.pagination import decode_cursor, encode_cursor
         ('"\u00b2"', frozenset()),  # a Unicode digit is no version
         ('"' + "9" * 5000 + '"', frozenset()),
         ('W/"3", "4"', frozenset({4})),
+        ('"a,b", "5"', frozenset({5})),  # a comma inside a tag belongs to it
     ],
 )
 def test_parse_if_match(header: str | None, expected: frozenset[int] | None) -> None:
     assert parse_if_match(header) == expected
 
 
-@pytest.mark.parametrize("header", ["3", '"3" garbage', "", '"3",,', "W/3", '"a"b"'])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('"3",,', frozenset({3})),
+        (', "3"', frozenset({3})),
+        (',,"3"', frozenset({3})),
+        (' , "1" ,, "2", ', frozenset({1, 2})),
+        ('"1",\t,"2"', frozenset({1, 2})),
+        (', W/"1" ,', frozenset()),  # only empty and weak elements: the precondition fails
+    ],
+)
+def test_empty_list_elements_are_ignored(header: str, expected: frozenset[int]) -> None:
+    """RFC 9110 5.6.1: a recipient accepts empty elements at either end and in the middle."""
+    assert parse_if_match(header) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["3", '"3" garbage', "", " ", ",", " , ,, ", "W/3", '"a"b"', '"3" "4"', '"3";"4"', '"3",, x'],
+)
 def test_malformed_if_match_is_a_bad_request(header: str) -> None:
     with pytest.raises(BadRequestException) as caught:
         parse_if_match(header)
@@ -38,6 +58,7 @@ def test_malformed_if_match_is_a_bad_request(header: str) -> None:
 
 def test_if_none_match_uses_weak_comparison() -> None:
     assert if_none_match_hits(etag_for(2), 2)
+    assert if_none_match_hits(', "1", , W/"2",', 2)
     assert if_none_match_hits('W/"2"', 2)
     assert if_none_match_hits("*", 2)
     assert not if_none_match_hits('"1"', 2)

@@ -9,8 +9,8 @@ from app.building_blocks.correlation import reset_correlation_id, set_correlatio
 from app.building_blocks.observability.logging import ContextFilter, RepeatFilter
 
 
-def record(message: str, created: float) -> logging.LogRecord:
-    entry = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, message, None, None)
+def record(message: str, created: float, logger: str = "aiokafka") -> logging.LogRecord:
+    entry = logging.LogRecord(logger, logging.ERROR, __file__, 1, message, None, None)
     entry.created = created
     return entry
 
@@ -24,6 +24,17 @@ def test_repeats_within_the_window_are_counted_not_logged() -> None:
     later = record("broker down", 106.0)
     assert repeat.filter(later)
     assert later.getMessage() == "broker down (2 more like it in the last 5s)"
+
+
+def test_the_children_of_a_noisy_library_are_filtered_and_nothing_else_is() -> None:
+    repeat = RepeatFilter(window=5, loggers=("aiokafka",))
+    fetcher = "aiokafka.consumer.fetcher"
+    assert repeat.filter(record("Failed fetch messages from 1", 100.0, fetcher))
+    assert not repeat.filter(record("Failed fetch messages from 1", 100.1, fetcher))
+    assert repeat.filter(record("Failed fetch messages from 1", 100.1, "app.messaging"))
+    assert repeat.filter(record("Failed fetch messages from 1", 100.2, "app.messaging"))
+    assert repeat.filter(record("Failed fetch messages from 1", 100.2, "aiokafkaish"))  # not a child
+    assert repeat.filter(record("Failed fetch messages from 1", 100.3, "aiokafkaish"))
 
 
 def test_log_lines_carry_service_and_correlation_id() -> None:

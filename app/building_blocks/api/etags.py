@@ -11,8 +11,10 @@ import re
 
 from app.building_blocks.api.exceptions import BadRequestException
 
-# entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / obs-text
-_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+# entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / obs-text, then OWS
+_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*')
+# What may come before an element: optional whitespace and empty elements (RFC 9110 5.6.1)
+_EMPTY_ELEMENTS = re.compile(r"[ \t]*(?:,[ \t]*)*")
 _CANONICAL_VERSION = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
@@ -21,20 +23,28 @@ def etag_for(version: int) -> str:
 
 
 def _tags(header: str) -> list[tuple[bool, str]] | None:
-    """Parse ``#entity-tag``; ``None`` when the header is not a valid list."""
+    """Parse ``#entity-tag``; ``None`` when the header is not a list of at least one tag.
+
+    Empty elements are ignored wherever they are (``, "1" ,, "2",``), as RFC 9110 5.6.1 asks of
+    recipients; tags are matched whole, so a comma inside one (``"a,b"``) is part of it.
+    """
     tags: list[tuple[bool, str]] = []
-    position = 0
+    position = _past_empty_elements(header, 0)
     while position < len(header):
         match = _TAG.match(header, position)
         if match is None:
             return None
         tags.append((match.group(1) is not None, match.group(2)))
         position = match.end()
-        if position < len(header):
-            if header[position] != ",":
-                return None
-            position += 1
+        if position < len(header) and header[position] != ",":
+            return None
+        position = _past_empty_elements(header, position)
     return tags or None
+
+
+def _past_empty_elements(header: str, position: int) -> int:
+    match = _EMPTY_ELEMENTS.match(header, position)  # always matches, if only nothing
+    return match.end() if match else position
 
 
 def parse_if_match(header: str | None, *, header_name: str = "If-Match") -> frozenset[int] | None:

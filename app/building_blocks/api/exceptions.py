@@ -167,6 +167,17 @@ def problem_response(
     )
 
 
+def http_exception_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's ``HTTPException`` as a problem: ``error_code`` from its status (``NOT_FOUND``)."""
+    return problem_response(
+        request,
+        exc.status_code,
+        detail=exc.detail if isinstance(exc.detail, str) else None,
+        error_code=status_title(exc.status_code).upper().replace(" ", "_"),
+        headers=getattr(exc, "headers", None),
+    )
+
+
 def validation_errors(errors: list[Any]) -> dict[str, list[str]]:
     """Group pydantic/FastAPI errors by dotted field path (``address.street``, ``items.0.sku``)."""
     grouped: dict[str, list[str]] = {}
@@ -221,14 +232,7 @@ def setup_exception_handlers(
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(
-            request,
-            exc.status_code,
-            detail=detail,
-            error_code=status_title(exc.status_code).upper().replace(" ", "_"),
-            headers=getattr(exc, "headers", None),
-        )
+        return http_exception_problem(request, exc)
 
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DomainError)
@@ -247,7 +251,11 @@ def setup_exception_handlers(
 
     async def on_unavailable(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TemporarilyUnavailableError)
-        logger.warning("503 on %s %s: %s", request.method, request.url.path, exc.message)
+        reason = ""
+        if exc.__cause__ is not None:  # its first line names the driver error; later lines may
+            first_line = (str(exc.__cause__).splitlines() or [""])[0][:200]  # hold SQL parameters
+            reason = f" ({type(exc.__cause__).__name__}: {first_line})"
+        logger.warning("503 on %s %s: %s%s", request.method, request.url.path, exc.message, reason)
         return problem_response(
             request,
             503,

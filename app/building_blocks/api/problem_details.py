@@ -16,6 +16,7 @@ _STATUS_TYPES: dict[int, tuple[str, str]] = {
     404: ("https://tools.ietf.org/html/rfc9110#section-15.5.5", "Not Found"),
     405: ("https://tools.ietf.org/html/rfc9110#section-15.5.6", "Method Not Allowed"),
     406: ("https://tools.ietf.org/html/rfc9110#section-15.5.7", "Not Acceptable"),
+    408: ("https://tools.ietf.org/html/rfc9110#section-15.5.9", "Request Timeout"),
     409: ("https://tools.ietf.org/html/rfc9110#section-15.5.10", "Conflict"),
     411: ("https://tools.ietf.org/html/rfc9110#section-15.5.12", "Length Required"),
     412: ("https://tools.ietf.org/html/rfc9110#section-15.5.13", "Precondition Failed"),

@@ -32,18 +32,25 @@ class ContextFilter(logging.Filter):
 
 
 class RepeatFilter(logging.Filter):
-    """Lets one of a run of identical messages through per ``window`` seconds.
+    """Lets one of a run of identical messages of ``loggers`` (and their children) through per
+    ``window`` seconds.
 
-    Client libraries log an error per attempt while a broker is away (aiokafka does so for every
-    pending batch); one line with the count of what was dropped says the same.
+    Client libraries log an error per attempt while a broker is away (aiokafka's consumer does so
+    every 100 ms, its producer for every pending batch); one line with the count of what was
+    dropped says the same. It sits on the handler: a logger's own filters do not see the records
+    of its children (``aiokafka.consumer.fetcher``), which is where these come from.
     """
 
-    def __init__(self, window: float = 5.0) -> None:
+    def __init__(self, window: float = 5.0, loggers: tuple[str, ...] = ("aiokafka",)) -> None:
         super().__init__()
         self.window = window
+        self.loggers = loggers
+        self._children = tuple(f"{name}." for name in loggers)
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name not in self.loggers and not record.name.startswith(self._children):
+            return True
         key = (record.name, record.levelno, record.getMessage())
         now = record.created
         first, dropped = self._seen.get(key, (0.0, 0))
@@ -66,6 +73,7 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -
     """Route the root logger (and uvicorn's) to stdout; idempotent, safe to call per worker."""
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(ContextFilter(service))
+    handler.addFilter(RepeatFilter(loggers=NOISY_LIBRARIES))
     formatter: logging.Formatter
     if json:
         formatter = JsonFormatter(
@@ -84,10 +92,6 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -
     handler._app_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in NOISY_LIBRARIES:
-        library = logging.getLogger(name)
-        if not any(isinstance(existing, RepeatFilter) for existing in library.filters):
-            library.addFilter(RepeatFilter())
     # uvicorn installs its own handlers; let its records flow through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error"):
         uvicorn_logger = logging.getLogger(name)

@@ -12,6 +12,7 @@ from app.building_blocks.api.etags import etag_for, if_none_match_hits, parse_if
 from app.building_blocks.api.exceptions import BadRequestException
 from app.building_blocks.api.openapi import problem_responses
 from app.building_blocks.api.pagination import decode_cursor, encode_cursor
+from app.building_blocks.api.routing import StrictJsonRoute
 from app.users.api.schemas import (
     ActivityEntryPublic,
     UserActivityPublic,
@@ -32,7 +33,8 @@ from app.users.application.read_models import UserDetails
 from app.users.domain.user import UserStatus
 
 PREFIX = "/api/v1/users"
-router = APIRouter(prefix=PREFIX, tags=["users"])
+# StrictJsonRoute: a body naming a JSON key twice is a 400, not "the last one wins"
+router = APIRouter(prefix=PREFIX, tags=["users"], route_class=StrictJsonRoute)
 
 IfMatch = Annotated[
     str | None,

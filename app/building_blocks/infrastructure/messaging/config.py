@@ -42,6 +42,8 @@ class KafkaConfig(BaseSettings):
     consumer_group: str = "user-service"
     retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_ms: int = Field(default=200, ge=0)
+    # An outage (the consumer's database down) is retried until it ends, backing off up to this.
+    retry_max_backoff_ms: int = Field(default=30_000, ge=1)
     dlq_suffix: str = ".dlq"
 
     # Topics the worker creates when missing (see provisioning.py)
@@ -129,6 +131,21 @@ class OutboxConfig(BaseSettings):
     )
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between polls when idle")
     max_backoff: float = Field(default=30.0, gt=0, description="longest pause after failed sends")
+    send_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds a batch may wait for the transport's acks before its sends count as "
+        "failed (default: KAFKA_REQUEST_TIMEOUT_MS); also the longest a claim transaction stays open",
+    )
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="attempts after which a row whose send keeps failing is parked; an outage "
+        "(transport unreachable, no ack in time) never parks a row",
+    )
+    shutdown_grace: float = Field(
+        default=5.0, gt=0, description="seconds a stopping relay still waits for acks in hand"
+    )
     standby_interval: float = Field(default=1.0, gt=0, description="how often a standby tries to lead")
     retention_hours: float = Field(default=24.0, gt=0, description="keep published rows this long")
     purge_interval: float = Field(default=300.0, gt=0, description="seconds between purges")

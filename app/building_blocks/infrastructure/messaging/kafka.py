@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    InvalidTopicError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     KafkaUnavailableError,
+    MessageSizeTooLargeError,
     NodeNotReadyError,
+    PolicyViolationError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
 )
 from aiokafka.structs import OffsetAndMetadata
 
@@ -23,11 +35,33 @@ from app.building_blocks.infrastructure.messaging.envelope import (
     decode_headers,
     encode_headers,
 )
-from app.building_blocks.infrastructure.messaging.transport import TransportUnavailableError
+from app.building_blocks.infrastructure.messaging.transport import (
+    MessageRefusedError,
+    PartitionsReassignedError,
+    TransportUnavailableError,
+)
 
 _UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, KafkaUnavailableError, NodeNotReadyError, OSError)
+# The broker (or the client, before sending) refuses the record itself: retrying cannot help.
+_REFUSED = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+    PolicyViolationError,
+)
 
 logger = logging.getLogger("app.messaging.kafka")
+
+
+def _refused(error: BaseException) -> MessageRefusedError:
+    refusal = MessageRefusedError(f"{type(error).__name__}: {error}")
+    refusal.__cause__ = error
+    return refusal
 
 
 class KafkaMessageProducer:
@@ -35,13 +69,19 @@ class KafkaMessageProducer:
 
     Replacing it after a failed send gives the next attempt a fresh producer id and sequence
     numbers, so a broker outage never leaves the relay stuck on out-of-order sequence errors.
+    With idempotence aiokafka never expires a batch: while the broker is away a send waits for
+    ever. :meth:`abandon_pending` is how the relay bounds that wait: it fails every pending
+    batch of the current producer (nothing of it may land after the rows are retried) and closes
+    it in the background. ``stop`` waits ``stop_timeout`` seconds at most for acks in hand.
     """
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, *, stop_timeout: float = 5.0) -> None:
         self._config = config
+        self._stop_timeout = stop_timeout
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
-        self._discarding: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._current()
@@ -60,23 +100,60 @@ class KafkaMessageProducer:
                 self._producer = producer
             return self._producer
 
-    async def _discard(self, broken: AIOKafkaProducer) -> None:
+    async def _retire(self, producer: AIOKafkaProducer | None) -> bool:
+        """Stop handing new messages to ``producer``; whether it was the current one."""
         async with self._lock:
-            replaced = self._producer is not broken
-            if not replaced:
+            current = producer is not None and self._producer is producer
+            if current:
                 self._producer = None
-        if replaced:  # another send already discarded it
-            return
+        return current
+
+    def _close_later(self, producer: AIOKafkaProducer, *, abandon: bool) -> None:
+        task = asyncio.create_task(self._close(producer, abandon=abandon))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close(self, producer: AIOKafkaProducer, *, abandon: bool) -> None:
+        """Stop ``producer`` within a bound: let its queued batches go out for a while (unless
+        abandoned), then fail what is left, so that stopping never waits on an absent broker
+        and nothing queued can be delivered after the relay retried the rows."""
+        if not abandon:
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(self._stop_timeout):
+                    await producer.flush()
+        # aiokafka has no public way to drop queued batches; failing them is what its own error
+        # handling does (MessageAccumulator.fail_all), after which stop() does not wait for them.
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None:
+            accumulator.fail_all(KafkaConnectionError("abandoned: no acknowledgement in time"))
         try:
-            await broken.stop()
-        except Exception:  # it is already broken; stopping is best effort
-            logger.debug("stopping a failed producer raised", exc_info=True)
+            async with asyncio.timeout(self._config.request_timeout_ms / 1000 + 1):
+                await producer.stop()
+        except (Exception, TimeoutError):  # it is already broken; stopping is best effort
+            logger.debug("stopping a replaced producer raised", exc_info=True)
 
     async def stop(self) -> None:
         async with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await self._close(producer, abandon=False)
+            self._fail_pending("the producer stopped before the broker acknowledged")
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=self._stop_timeout)
+
+    async def abandon_pending(self) -> None:
+        producer = self._producer
+        self._fail_pending("abandoned: no acknowledgement in time")
+        if await self._retire(producer):
+            assert producer is not None
+            self._close_later(producer, abandon=True)
+
+    def _fail_pending(self, reason: str) -> None:
+        for ack in list(self._pending):
+            if not ack.done():
+                ack.set_exception(TransportUnavailableError(reason))
+                ack.exception()  # retrieved: whoever awaited it has given up
+        self._pending.clear()
 
     async def enqueue(self, message: OutgoingMessage) -> Awaitable[None]:
         producer = self._producer
@@ -86,48 +163,95 @@ class KafkaMessageProducer:
             except _UNREACHABLE as error:
                 raise TransportUnavailableError(f"Kafka is unreachable: {error}") from error
         try:
-            delivery = await producer.send(
-                message.topic,
-                message.value,
-                key=message.key.encode(),
-                headers=encode_headers(message.headers),
-            )
+            key, headers = message.key.encode(), encode_headers(message.headers)
+        except (TypeError, ValueError) as error:  # UnicodeError is a ValueError
+            raise MessageRefusedError(f"cannot serialise the record: {error}") from error
+        try:
+            delivery = await producer.send(message.topic, message.value, key=key, headers=headers)
+        except _REFUSED as error:  # checked by the client before queueing: nothing else affected
+            raise _refused(error) from error
         except _UNREACHABLE as error:
-            await self._discard(producer)
+            if await self._retire(producer):
+                self._close_later(producer, abandon=False)
             raise TransportUnavailableError(f"Kafka is unreachable: {error}") from error
         except Exception:
-            await self._discard(producer)
+            if await self._retire(producer):
+                self._close_later(producer, abandon=False)
             raise
-        delivery.add_done_callback(lambda done: self._on_delivery(producer, done))
-        return cast(Awaitable[None], delivery)
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.add(ack)
+        ack.add_done_callback(self._pending.discard)
+        delivery.add_done_callback(lambda done: self._on_delivery(producer, ack, done))
+        return ack
 
-    def _on_delivery(self, producer: AIOKafkaProducer, delivery: asyncio.Future[Any]) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            task = asyncio.ensure_future(self._discard(producer))
-            self._discarding.add(task)
-            task.add_done_callback(self._discarding.discard)
+    def _on_delivery(self, producer: AIOKafkaProducer, ack: asyncio.Future[None], delivery: Any) -> None:
+        error = None if delivery.cancelled() else delivery.exception()  # retrieved, even if unused
+        if ack.done():  # abandoned meanwhile
+            return
+        if delivery.cancelled():
+            ack.set_exception(TransportUnavailableError("the send was cancelled"))
+        elif error is None:
+            ack.set_result(None)
+        elif isinstance(error, _REFUSED):
+            ack.set_exception(_refused(error))
+        elif isinstance(error, _UNREACHABLE) or (isinstance(error, KafkaError) and error.retriable):
+            ack.set_exception(TransportUnavailableError(f"Kafka did not acknowledge: {error}"))
+        else:
+            ack.set_exception(error)
+        if error is not None or delivery.cancelled():
+            # A failed batch may leave the producer's sequence numbers behind: replace it.
+            task = asyncio.ensure_future(self._replace(producer))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _replace(self, producer: AIOKafkaProducer) -> None:
+        if await self._retire(producer):
+            await self._close(producer, abandon=False)
 
     async def send(self, message: OutgoingMessage) -> None:
         await (await self.enqueue(message))
 
 
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Counts the partition assignments the group gives this member (one per rebalance)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.count += 1
+
+
 class KafkaMessageSource:
-    """A consumer-group member with manual commits: offsets move only past processed messages."""
+    """A consumer-group member with manual commits: offsets move only past processed messages.
+
+    Pausing pauses every assigned partition: aiokafka drops what it prefetched for them and
+    keeps each position right after the last record ``fetch`` returned. ``keep_alive`` polls
+    the paused partitions only, which returns nothing but restarts the coordinator's
+    ``max_poll_interval_ms`` clock, so a long outage does not get the member evicted. The group
+    protocol is eager: a rebalance revokes every partition and assigns them afresh from the
+    committed offsets, which ``keep_alive`` reports as :class:`PartitionsReassignedError`.
+    """
 
     def __init__(self, config: KafkaConfig, group: str, topics: Sequence[str]) -> None:
         self._config = config
         self._group = group
         self._topics = list(topics)
         self._consumer: AIOKafkaConsumer | None = None
+        self._assignments = _Assignments()
+        self._paused_at: int | None = None  # the assignment count when paused
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            *self._topics,
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **self._config.connection_options(),
         )
+        consumer.subscribe(self._topics, listener=self._assignments)
         try:
             await consumer.start()
         except BaseException:
@@ -137,6 +261,7 @@ class KafkaMessageSource:
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
+        self._paused_at = None
         if consumer is not None:
             await consumer.stop()  # leaves the group
 
@@ -165,3 +290,36 @@ class KafkaMessageSource:
             )
         if offsets:
             await self._consumer.commit(offsets)
+
+    def pause(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        consumer.pause(*consumer.assignment())
+        if self._paused_at is None:
+            self._paused_at = self._assignments.count
+
+    async def keep_alive(self) -> None:
+        consumer = self._consumer
+        if consumer is None or self._paused_at is None:
+            return
+        assigned = consumer.assignment()
+        consumer.pause(*assigned)  # partitions assigned since pause() arrive unpaused
+        if assigned:
+            polled = await consumer.getmany(*assigned, timeout_ms=0)
+            # Records come back only when a rebalance finished during the call (the new
+            # assignment is not paused): put their positions back so that none is skipped.
+            for partition, records in polled.items():
+                if records:
+                    consumer.seek(partition, records[0].offset)
+                    consumer.pause(partition)
+        if self._assignments.count != self._paused_at:
+            raise PartitionsReassignedError(
+                f"the group reassigned partitions of {', '.join(self._topics)} while paused"
+            )
+
+    def resume(self) -> None:
+        self._paused_at = None
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.resume(*consumer.paused())

@@ -42,12 +42,23 @@ outbox_table = Table(
     Column("published_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", UtcDateTime, nullable=True),  # after a failed send: not before then
+    Column("parked_at", UtcDateTime, nullable=True),  # set aside until an operator acts (outbox_admin.py)
     # The relay's claim (see relay_store.py; ``position > 0`` keeps other queries off it).
     Index(
         "ix_outbox_claim",
         "position",
-        postgresql_where=text("published_at IS NULL AND position > 0"),
-        sqlite_where=text("published_at IS NULL AND position > 0"),
+        postgresql_where=text("published_at IS NULL AND parked_at IS NULL AND position > 0"),
+        sqlite_where=text("published_at IS NULL AND parked_at IS NULL AND position > 0"),
+    ),
+    # Whether an earlier row of an aggregate is parked (see relay_store.py): a handful of rows.
+    Index(
+        "ix_outbox_parked",
+        "aggregate_type",
+        "aggregate_id",
+        "position",
+        postgresql_where=text("published_at IS NULL AND parked_at IS NOT NULL"),
+        sqlite_where=text("published_at IS NULL AND parked_at IS NOT NULL"),
     ),
     # The relay's check for an earlier unpublished row of an aggregate (see relay_store.py).
     Index(

@@ -72,7 +72,16 @@ def create_engine(
 
 
 def _translate_driver_errors(context: ExceptionContext) -> BaseException | None:
-    """Data exceptions become 400s, lock and busy timeouts 503s; the rest stay as they are."""
+    """Data exceptions become 400s, lock and busy timeouts 503s; the rest stay as they are.
+
+    The pool's pre-ping is left alone: a pooled connection whose server session ended (a restart,
+    a failover, ``pg_terminate_backend``) fails its ping, and SQLAlchemy then discards every pooled
+    connection as old as it and connects afresh, unseen by the request. Translating that failure
+    would hand the request a 503 for each dead connection instead. A ping that fails for another
+    reason is raised again as a connect error and comes back here, no longer a pre-ping.
+    """
+    if context.is_pre_ping:
+        return None
     error = context.sqlalchemy_exception or context.original_exception
     if is_data_error(error):
         logger.warning("the database refused a value: %s", str(context.original_exception)[:200])

@@ -2,7 +2,9 @@
 
 - unique violations → :class:`UniqueConstraintViolation` (a ``ConflictError``: 409);
 - values the database refuses as data → :class:`UnstorableValueError` (400);
-- lock, busy, pool and connection failures → ``TemporarilyUnavailableError`` (503).
+- failures after which the same work may succeed later (a lock or statement timeout, an exhausted
+  pool, a lost, refused or terminated connection, see :func:`as_unavailable`) →
+  ``TemporarilyUnavailableError`` (503 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,19 @@ from app.building_blocks.domain.exceptions import ConflictError, DomainValidatio
 _PG_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>.+)$")
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
-# lock_not_available (lock_timeout), query_canceled (statement_timeout), too_many_connections
-_PG_UNAVAILABLE = {"55P03", "57014", "53300"}
+# PostgreSQL SQLSTATEs (appendix A of its manual) after which the same work may succeed later:
+# lock_not_available (lock_timeout), query_canceled (statement_timeout), serialization_failure,
+# deadlock_detected: another transaction was in the way.
+_PG_BUSY = {"55P03", "57014", "40001", "40P01"}
+# admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now (starting up or
+# shutting down), database_dropped: the server ended or refused the session.
+_PG_UNREACHABLE = {"57P01", "57P02", "57P03", "57P04"}
+# Classes: 08 connection exception, 28 invalid authorization (the service cannot log in, e.g.
+# rotated credentials), 58 system error (I/O). Class 53 is insufficient resources (53300
+# too_many_connections, disk full, out of memory).
+_PG_UNREACHABLE_CLASSES = ("08", "28", "58")
+_PG_EXHAUSTED_CLASS = "53"
+_CLOSED = "connection is closed"  # asyncpg's InterfaceError once the socket is gone
 
 
 class UniqueConstraintViolation(ConflictError):
@@ -52,12 +65,16 @@ class UnstorableValueError(DomainValidationError):
 
 
 def _sqlstate(error: BaseException) -> str | None:
-    if not isinstance(error, StatementError):
-        return None
-    orig = error.orig
-    cause = orig.__cause__ if orig is not None else None
-    state = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
-    return state if isinstance(state, str) else None
+    """The SQLSTATE of a driver error, raw (asyncpg raises connect errors unwrapped) or wrapped by
+    SQLAlchemy (whose asyncpg adapter keeps the original as the cause of its own error)."""
+    candidates: list[object] = [error]
+    if isinstance(error, StatementError) and error.orig is not None:
+        candidates += [error.orig, error.orig.__cause__]
+    for candidate in candidates:
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
 
 
 def is_data_error(error: BaseException) -> bool:
@@ -65,13 +82,37 @@ def is_data_error(error: BaseException) -> bool:
 
 
 def as_unavailable(error: BaseException) -> TemporarilyUnavailableError | None:
-    """A ``TemporarilyUnavailableError`` when retrying later may succeed, else ``None``."""
+    """Tell a database outage from a failure of the work itself.
+
+    Returns a ``TemporarilyUnavailableError`` (503 with ``Retry-After`` over HTTP) when the same
+    work may succeed later, unchanged: the error itself if it already is one. ``None`` means the
+    error is the work's own (a constraint, a bug, bad data) and retrying will not help. Accepts
+    SQLAlchemy's errors and the raw driver errors it lets through (asyncpg's connect errors):
+
+    - busy, retry after 1 s: lock or statement timeout (55P03, 57014), serialization failure
+      (40001), deadlock (40P01), an exhausted pool, SQLite's busy/locked;
+    - out of resources, 5 s: SQLSTATE class 53 (e.g. 53300 too_many_connections);
+    - unreachable, 5 s: class 08 (connection exception), 57P01-57P04 (terminated by an operator,
+      crash, starting up, database dropped), class 28 (cannot log in), class 58 (system error,
+      I/O), a connection SQLAlchemy invalidated, ``OSError`` (refused, reset, connect timeout).
+
+    The API renders the result as a 503; a consumer can use it to pause and retry instead of
+    dead-lettering a message that was never the problem.
+    """
+    if isinstance(error, TemporarilyUnavailableError):
+        return error
     if isinstance(error, PoolTimeoutError):
         return TemporarilyUnavailableError("all database connections are busy; retry shortly")
-    if _sqlstate(error) in _PG_UNAVAILABLE or any(text in str(error) for text in _SQLITE_BUSY):
+    state = _sqlstate(error) or ""
+    # The driver's own message: SQLAlchemy's adds the statement and its parameters (user input).
+    message = str(error.orig) if isinstance(error, StatementError) else str(error)
+    if state in _PG_BUSY or any(text in message for text in _SQLITE_BUSY):
         return TemporarilyUnavailableError("the database is busy; retry shortly")
-    lost = isinstance(error, DBAPIError) and error.connection_invalidated
-    if lost or isinstance(error, OSError) or (_sqlstate(error) or "").startswith("08"):
+    if state.startswith(_PG_EXHAUSTED_CLASS):
+        return TemporarilyUnavailableError("the database is out of resources; retry shortly", retry_after=5)
+    unreachable = state in _PG_UNREACHABLE or state.startswith(_PG_UNREACHABLE_CLASSES)
+    lost = (isinstance(error, DBAPIError) and error.connection_invalidated) or _CLOSED in message
+    if unreachable or lost or isinstance(error, OSError):
         return TemporarilyUnavailableError("the database cannot be reached; retry shortly", retry_after=5)
     return None
 

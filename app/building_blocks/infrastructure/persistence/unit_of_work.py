@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
@@ -16,6 +17,8 @@ from app.building_blocks.infrastructure.persistence.errors import (
     as_unavailable,
     translate_integrity_error,
 )
+
+logger = logging.getLogger("app.database")
 
 
 class UnsavedChangesError(RuntimeError):
@@ -88,9 +91,13 @@ class SqlAlchemyUnitOfWork:
         if self._session is not None:
             raise RuntimeError("a unit of work is opened once")
         self._session = self._session_factory()
-        if self.read_only:
-            await self._session.connection(execution_options={READ_ONLY: True})
-        self._open(self._session)
+        try:
+            if self.read_only:  # takes a connection now: the pool may time out, connecting may fail
+                await self._session.connection(execution_options={READ_ONLY: True})
+            self._open(self._session)
+        except BaseException as error:
+            await self.__aexit__(type(error), error, error.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -99,15 +106,41 @@ class SqlAlchemyUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Roll back what was not committed and release the connection; a database outage, here
+        or in the work, leaves as ``TemporarilyUnavailableError``.
+
+        Ending the session on a connection that was lost (the server terminated it mid-request)
+        fails too, but the server has discarded that transaction already: such a failure neither
+        replaces the error that ended the work nor fails work that had finished.
+        """
+        failure = await self._release()
+        if exc is not None:
+            if failure is not None:
+                logger.warning("after %s, ending the unit of work failed: %r", type(exc).__name__, failure)
+            unavailable = as_unavailable(exc)
+            if unavailable is not None and unavailable is not exc:
+                raise unavailable from exc
+            return  # the work's own error goes on
+        if failure is not None:
+            if as_unavailable(failure) is None:
+                raise failure
+            logger.warning("the connection was lost once the work was done: %r", failure)
+
+    async def _release(self) -> Exception | None:
+        """Roll back and close the session; return a failure instead of raising it."""
         session = self.session
+        failure: Exception | None = None
         try:
             if session.in_transaction():
                 await session.rollback()
+        except Exception as error:
+            failure = error
         finally:
-            await session.close()
-        unavailable = as_unavailable(exc) if exc is not None else None
-        if unavailable is not None:
-            raise unavailable from exc
+            try:
+                await session.close()
+            except Exception as error:
+                failure = failure or error
+        return failure
 
     def _open(self, session: AsyncSession) -> None:
         """Hook: create repositories bound to ``session`` and ``self.tracker``."""

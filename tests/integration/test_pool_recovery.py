@@ -1,0 +1,238 @@
+"""The connection pool heals itself: backends terminated under an API cost no 500 and, when the API
+was idle, not even a 503.
+
+A uvicorn subprocess serves a PostgreSQL database of this module's own; an admin connection ends
+that database's backends with ``pg_terminate_backend`` (what a failover, a restart of PostgreSQL or
+an operator does to a running service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.building_blocks.application.exceptions import TemporarilyUnavailableError
+from app.building_blocks.domain.exceptions import NotFoundError
+from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.building_blocks.infrastructure.persistence.unit_of_work import SqlAlchemyUnitOfWork
+from app.migrate import upgrade
+from app.settings import DatabaseSettings
+from tests.conftest import running_server
+from tests.helpers import USERS, assert_problem, unique_email
+from tests.services import create_postgres_database, drop_postgres_database, postgres_admin_url
+
+SERVICE = "pool-recovery"  # the server's application_name, so only its backends are ended
+
+
+@pytest.fixture(scope="module")
+async def database_url() -> AsyncIterator[str]:
+    url = await create_postgres_database()
+    await asyncio.to_thread(upgrade, DatabaseSettings(url=url))
+    yield url
+    await drop_postgres_database(url)
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("pool-recovery") / "server.log"
+    with running_server(database_url, log, SERVICE_NAME=SERVICE) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def admin() -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    yield engine
+    await engine.dispose()
+
+
+async def terminate_backends(admin: AsyncEngine, database_url: str) -> list[int]:
+    """End every backend the server holds on its database; return their pids once they are gone."""
+    return await _terminate(
+        admin,
+        # MATERIALIZED: filter first, so no other role's backend is ever signalled
+        "WITH targets AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
+        "WHERE datname = :database AND application_name = :service) "
+        "SELECT pid FROM targets WHERE pg_terminate_backend(pid)",
+        {"database": make_url(database_url).database, "service": SERVICE},
+    )
+
+
+async def terminate_backend(admin: AsyncEngine, pid: int) -> None:
+    statement = "SELECT CAST(:pid AS integer) WHERE pg_terminate_backend(CAST(:pid AS integer))"
+    assert await _terminate(admin, statement, {"pid": pid}) == [pid]
+
+
+async def _terminate(admin: AsyncEngine, statement: str, params: dict[str, object]) -> list[int]:
+    async with admin.connect() as connection:
+        pids = list((await connection.execute(text(statement), params)).scalars())
+        for _ in range(200):
+            alive = (
+                await connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
+                )
+            ).scalar_one()
+            if alive == 0:
+                return pids
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"backends {pids} still alive after pg_terminate_backend")
+
+
+async def register(http: httpx.AsyncClient) -> str:
+    response = await http.post(USERS, json={"email": unique_email("pool"), "name": "Pool"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def test_an_idle_api_answers_every_request_after_its_backends_are_terminated(
+    server: str, database_url: str, admin: AsyncEngine
+) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        ids = [await register(http) for _ in range(3)]
+        for _ in range(3):  # concurrent reads fill the pool with several connections
+            responses = await asyncio.gather(*(http.get(f"{USERS}/{ids[i % 3]}") for i in range(40)))
+            assert {response.status_code for response in responses} == {200}
+
+        terminated = await terminate_backends(admin, database_url)
+        assert len(terminated) >= 3, f"only {len(terminated)} pooled connections to terminate"
+
+        statuses = []
+        for i in range(30):
+            path = f"{USERS}/{ids[i % 3]}" if i % 2 == 0 else f"{USERS}?limit=5"
+            response = await http.get(path)
+            statuses.append(response.status_code)
+        assert statuses == [200] * 30, Counter(statuses)
+        assert (await http.get("/health/ready")).status_code == 200
+
+
+CLIENTS = 20
+ROUNDS = 15  # per client: register, then read the new user and a page of the list
+TERMINATIONS = 4
+
+
+async def test_terminations_under_load_give_503_at_worst_and_lose_no_created_user(
+    server: str, database_url: str, admin: AsyncEngine
+) -> None:
+    statuses: Counter[int] = Counter()
+    unavailable: list[httpx.Response] = []
+    created: dict[str, str] = {}
+    finished_rounds = 0
+    progressed = asyncio.Event()
+    terminated: list[list[int]] = []
+
+    def record(response: httpx.Response) -> None:
+        statuses[response.status_code] += 1
+        if response.status_code == 503:
+            unavailable.append(response)
+
+    async def client(http: httpx.AsyncClient, number: int) -> None:
+        nonlocal finished_rounds
+        for _ in range(ROUNDS):
+            email = unique_email(f"load{number}")
+            response = await http.post(USERS, json={"email": email, "name": "Load"})
+            record(response)
+            if response.status_code == 201:
+                created[response.json()["id"]] = email
+                record(await http.get(response.headers["location"]))
+            record(await http.get(USERS, params={"limit": 5}))
+            finished_rounds += 1
+            progressed.set()
+
+    async def terminator() -> None:
+        """Terminations spread over the run by progress, whatever the machine's speed."""
+        for number in range(1, TERMINATIONS + 1):
+            while finished_rounds < number * CLIENTS * ROUNDS // (TERMINATIONS + 1):
+                progressed.clear()
+                await progressed.wait()
+            terminated.append(await terminate_backends(admin, database_url))
+
+    limits = httpx.Limits(max_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=server, timeout=60, limits=limits) as http:
+        async with asyncio.TaskGroup() as group:
+            for number in range(CLIENTS):
+                group.create_task(client(http, number))
+            group.create_task(terminator())
+
+        print(
+            f"\n{sum(statuses.values())} responses: {dict(statuses)}; "
+            f"{len(unavailable)} were 503; backends terminated per round: "
+            f"{[len(pids) for pids in terminated]}"
+        )
+        assert all(pids for pids in terminated), terminated  # every round ended live backends
+        assert set(statuses) <= {200, 201, 503}, statuses
+        for response in unavailable:
+            body = assert_problem(response, 503, "TEMPORARILY_UNAVAILABLE")
+            assert int(response.headers["retry-after"]) == body["extensions"]["retry_after"] > 0
+        assert statuses[201] > CLIENTS * ROUNDS // 2  # the service kept working through it
+
+        for user_id, email in created.items():
+            response = await http.get(f"{USERS}/{user_id}")
+            assert response.status_code == 200, response.text
+            assert response.json()["email"] == email
+
+
+# --- the unit of work on a connection whose backend is terminated ------------------------------
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, application_name="pool-recovery-uow")
+    yield engine
+    await engine.dispose()
+
+
+async def backend_pid(uow: SqlAlchemyUnitOfWork) -> int:
+    return int((await uow.session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def test_a_statement_whose_backend_is_terminated_is_unavailable_and_the_pool_heals(
+    engine: AsyncEngine,
+) -> None:
+    sessions = create_session_factory(engine)
+    with pytest.raises(TemporarilyUnavailableError) as caught:  # 57P01 admin_shutdown
+        async with SqlAlchemyUnitOfWork(sessions) as uow:
+            await uow.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+    assert caught.value.retry_after > 0
+    async with SqlAlchemyUnitOfWork(sessions) as uow:
+        assert (await uow.session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_a_commit_on_a_terminated_backend_is_unavailable(
+    engine: AsyncEngine, admin: AsyncEngine
+) -> None:
+    async def commit_after_termination() -> None:
+        async with SqlAlchemyUnitOfWork(create_session_factory(engine)) as uow:
+            await terminate_backend(admin, await backend_pid(uow))
+            await uow.commit()
+
+    with pytest.raises(TemporarilyUnavailableError):
+        await commit_after_termination()
+
+
+async def test_a_connection_lost_before_the_unit_of_work_ends_changes_no_outcome(
+    engine: AsyncEngine, admin: AsyncEngine
+) -> None:
+    """Its rollback cannot run, but the server has dropped the transaction with the backend."""
+    sessions = create_session_factory(engine)
+
+    async def fail_after_termination() -> None:
+        async with SqlAlchemyUnitOfWork(sessions) as uow:
+            await terminate_backend(admin, await backend_pid(uow))
+            raise NotFoundError("User 7 not found")
+
+    with pytest.raises(NotFoundError):  # the work's own error, not the failed rollback's
+        await fail_after_termination()
+
+    reader = SqlAlchemyUnitOfWork(sessions)
+    reader.read_only = True
+    async with reader:  # the read was done: losing the connection afterwards is no failure
+        pid = await backend_pid(reader)
+        await terminate_backend(admin, pid)
+    assert pid > 0
