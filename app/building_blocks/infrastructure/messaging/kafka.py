@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -70,9 +69,10 @@ class KafkaMessageProducer:
     Replacing it after a failed send gives the next attempt a fresh producer id and sequence
     numbers, so a broker outage never leaves the relay stuck on out-of-order sequence errors.
     With idempotence aiokafka never expires a batch: while the broker is away a send waits for
-    ever. :meth:`abandon_pending` is how the relay bounds that wait: it fails every pending
-    batch of the current producer (nothing of it may land after the rows are retried) and closes
-    it in the background. ``stop`` waits ``stop_timeout`` seconds at most for acks in hand.
+    ever. :meth:`abandon_pending` is how the relay bounds that wait: it fails the pending
+    acknowledgements and drops the current producer with everything it queued (nothing of it may
+    land after the rows are retried), closing it in the background. ``stop`` waits
+    ``stop_timeout`` seconds at most for what is in hand.
     """
 
     def __init__(self, config: KafkaConfig, *, stop_timeout: float = 5.0) -> None:
@@ -115,22 +115,41 @@ class KafkaMessageProducer:
 
     async def _close(self, producer: AIOKafkaProducer, *, abandon: bool) -> None:
         """Stop ``producer`` within a bound: let its queued batches go out for a while (unless
-        abandoned), then fail what is left, so that stopping never waits on an absent broker
-        and nothing queued can be delivered after the relay retried the rows."""
+        abandoned); if they cannot, abandon them, so that stopping never waits on an absent
+        broker and nothing queued can be delivered after the relay retried the rows."""
         if not abandon:
-            with contextlib.suppress(Exception, TimeoutError):
+            try:
                 async with asyncio.timeout(self._stop_timeout):
                     await producer.flush()
-        # aiokafka has no public way to drop queued batches; failing them is what its own error
-        # handling does (MessageAccumulator.fail_all), after which stop() does not wait for them.
-        accumulator = getattr(producer, "_message_accumulator", None)
-        if accumulator is not None:
-            accumulator.fail_all(KafkaConnectionError("abandoned: no acknowledgement in time"))
+            except (Exception, TimeoutError):
+                abandon = True
+        if abandon:
+            await self._abandon(producer)
+            return
         try:
             async with asyncio.timeout(self._config.request_timeout_ms / 1000 + 1):
                 await producer.stop()
-        except (Exception, TimeoutError):  # it is already broken; stopping is best effort
+        except (Exception, TimeoutError):  # stopping a replaced producer is best effort
             logger.debug("stopping a replaced producer raised", exc_info=True)
+
+    async def _abandon(self, producer: AIOKafkaProducer) -> None:
+        """Stop sending and close the connections without waiting for the queued batches.
+
+        aiokafka has no public way to drop what it queued: ``stop()`` waits for every batch, for
+        ever while the broker is away, and failing the batches behind the sender's back races it.
+        So the sender task is stopped first (it waits for requests already on the wire, each
+        bounded by the request timeout), then the client closes; the queued batches are never
+        sent, and their acknowledgements were failed by :meth:`_fail_pending`.
+        """
+        sender = getattr(producer, "_sender", None)
+        try:
+            async with asyncio.timeout(self._config.request_timeout_ms / 1000 + 1):
+                if sender is not None:
+                    await sender.close()
+                await producer.client.close()
+        except (Exception, TimeoutError):
+            logger.debug("abandoning a producer raised", exc_info=True)
+        producer._closed = True  # as stop() would: nothing queued will be sent
 
     async def stop(self) -> None:
         async with self._lock:

@@ -84,20 +84,22 @@ class BatchResult:
     published: int = 0
     failed: int = 0
     held_back: int = 0  # rows behind an unsent row of the same aggregate
-    parked: int = 0  # rows set aside this round (refused, out of attempts, or behind such a row)
+    parked: int = 0  # rows set aside this round: refused, or out of attempts
+    held: int = 0  # rows parked this round behind a parked row of their aggregate
     unavailable: bool = False  # some send failed because the transport was down or too slow
     backlog: bool = False  # a full batch went out: more rows are probably waiting to go
     first_error: str | None = None
 
     @property
     def claimed(self) -> int:
-        return self.published + self.failed + self.held_back + self.parked
+        return self.published + self.failed + self.held_back + self.parked + self.held
 
     def add(self, other: BatchResult) -> None:
         self.published += other.published
         self.failed += other.failed
         self.held_back += other.held_back
         self.parked += other.parked
+        self.held += other.held
         self.unavailable = self.unavailable or other.unavailable
         self.backlog = other.backlog
         self.first_error = self.first_error or other.first_error
@@ -319,14 +321,15 @@ class OutboxRelay:
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
-        if result.failed or result.parked:  # some aggregates wait or were parked; others flow
+        if result.failed:  # some aggregates wait for their next attempt; the others flow
             logger.warning(
-                "outbox relay: %d sent, %d failed (retried later), %d parked: %s",
+                "outbox relay: %d sent, %d failed (retried later): %s",
                 result.published,
                 result.failed,
-                result.parked,
                 result.first_error,
             )
+        if result.held:  # each parked row was logged; what piles up behind them is routine
+            logger.info("outbox relay: %d rows parked behind a parked row of their aggregate", result.held)
         self._backoff = 0.0
         return False
 
@@ -468,9 +471,10 @@ class OutboxRelay:
                     row.message.headers.get("ce_id", position),
                 )
         result.published = len(sent)
-        result.parked = sum(len(positions) for positions in parked.values()) + len(held)
+        result.parked = sum(len(positions) for positions in parked.values())
+        result.held = len(held)
         result.failed = sum(len(positions) for positions in failures.values())
-        result.held_back = len(claim.rows) - len(sent) - result.failed - result.parked
+        result.held_back = len(claim.rows) - len(sent) - result.failed - result.parked - result.held
 
     async def _send_in_order(self, rows: Sequence[ClaimedRow]) -> dict[int, SendFailure | None]:
         """Send in waves: wave *k* holds the *k*-th row of every aggregate in the batch.
