@@ -15,15 +15,16 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements-dev.lock
+$(BIN)/.installed: requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "make: Python 3.11 or newer is needed; set PYTHON=python3.x" >&2; exit 1; }
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); } || \
 	  { rm -rf $(VENV); echo "make: cannot create a virtualenv; on Debian: apt-get install python3-venv" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --editable .
 	@touch $@
 
-install: $(BIN)/.installed ## Create .venv and install the locked dependencies
+install: $(BIN)/.installed ## Create .venv, install the locked dependencies and the project (editable)
 
 lock: ## Re-resolve requirements*.lock from pyproject.toml (needs uv: pip install uv)
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
@@ -33,10 +34,10 @@ migrate: install ## Apply database migrations (DATABASE_URL, default ./var/app.d
 	$(BIN)/python -m app.migrate
 
 run: migrate ## Migrate, then serve the API on $HOST:$PORT (SQLite unless DATABASE_URL is set)
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
 
 restart: ## Stop the server on $PORT and run it again
-	-@pkill -f "uvicorn app.main:app --host $(HOST) --port $(PORT)" && sleep 1
+	-@pkill -f "uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)" && sleep 1
 	$(MAKE) run
 
 build: install ## Build the wheel into dist/

@@ -1,7 +1,9 @@
 """Composition root: the one place that knows every concrete class.
 
 ``create_app(settings)`` builds the object graph by hand: engine → unit of work → mediator (with
-its behaviours and the users handlers) → FastAPI app (errors, middleware, routers).
+its behaviours and the users handlers) → FastAPI app (errors, middleware, routers). It is the
+ASGI factory (``uvicorn --factory app.main:create_app``): importing this module builds nothing,
+creates no file and configures no logging, so the worker and the tests import it freely.
 """
 
 from __future__ import annotations
@@ -145,6 +147,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(users.router)
     return app
-
-
-app = create_app()

@@ -113,7 +113,7 @@ def base_url(server_backend: str, request: pytest.FixtureRequest) -> Iterator[st
 
 @contextmanager
 def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
-    """Start ``uvicorn app.main:app`` on a free port and wait until it is ready."""
+    """Start ``uvicorn --factory app.main:create_app`` on a free port and wait until it is ready."""
     with server_process(database_url, log_path, **env) as (_process, url):
         yield url
 
@@ -137,7 +137,17 @@ def server_process(
     url = f"http://127.0.0.1:{port}"
     with log_path.open("a") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "app.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             env=environment,
             stdout=log,
