@@ -1,10 +1,11 @@
-"""Outbox test helpers: rows written through the real writer, a fault-injecting producer, polls."""
+"""In-process messaging test helpers: outbox rows written through the real writer, a
+fault-injecting producer, a recording consumer handler, and polls."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -13,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.building_blocks.domain.events import DomainEvent
 from app.building_blocks.domain.identifiers import uuid7
 from app.building_blocks.infrastructure.messaging import (
+    InboxConsumer,
     InProcessBroker,
     OutboxRelay,
     OutgoingMessage,
+    ReceivedMessage,
     TopicRouter,
     outbox_table,
 )
@@ -132,3 +135,39 @@ async def rename(engine: AsyncEngine, topic: str, user_id: uuid.UUID, names_: li
     events: list[DomainEvent] = [UserProfileUpdated(user_id=user_id, name=name) for name in names_]
     async with create_session_factory(engine)() as session, session.begin():
         await writer(topic).before_commit(session, events)
+
+
+class Recorder:
+    """A consumer handler that writes nothing, records what it handled and fails on demand."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.calls = 0
+        self.failing: set[str] = set()
+
+    async def __call__(self, message: ReceivedMessage, _session: Any) -> None:
+        self.calls += 1
+        if message.message_id in self.failing:
+            raise RuntimeError(f"cannot handle {message.message_id}")
+        self.seen.append(str(message.message_id))
+
+
+def event(topic: str, message_id: str, key: str = "k") -> OutgoingMessage:
+    return OutgoingMessage(topic=topic, key=key, value=b'{"n": 1}', headers={"ce_id": message_id})
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polls counters the consumer updates
+            await asyncio.sleep(0.02)
+
+
+async def run_until(consumer: InboxConsumer, done: Callable[[], bool], timeout: float = 20) -> None:
+    """Run ``consumer`` as the worker does until ``done()``, then stop it as SIGTERM would."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await until(done, timeout)
+    finally:
+        stop.set()
+        await task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,11 +23,11 @@ from app.building_blocks.infrastructure.messaging import (
     InboxConsumer,
     InProcessBroker,
     KafkaConfig,
-    OutgoingMessage,
     ReceivedMessage,
     classify_failure,
 )
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from tests.outbox_helpers import Recorder, event, run_until, until
 
 STOP_WITHIN = 10.0  # a consumer that ignored stop would sleep out its 60 s backoff
 
@@ -71,25 +71,6 @@ async def inbox_lock(private_database_url: str) -> AsyncIterator[InboxLock]:
     await lock.release()
 
 
-class Recorder:
-    """A handler recording what it handled; raises for ids in ``failing``."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.calls = 0
-        self.failing: set[str] = set()
-
-    async def __call__(self, message: ReceivedMessage, _session: Any) -> None:
-        self.calls += 1
-        if message.message_id in self.failing:
-            raise RuntimeError(f"cannot handle {message.message_id}")
-        self.seen.append(str(message.message_id))
-
-
-def event(topic: str, message_id: str) -> OutgoingMessage:
-    return OutgoingMessage(topic=topic, key="k", value=b'{"n": 1}', headers={"ce_id": message_id})
-
-
 def make_consumer(
     engine: AsyncEngine, broker: InProcessBroker, topic: str, handler: Recorder, **config: Any
 ) -> InboxConsumer:
@@ -101,12 +82,6 @@ def make_consumer(
         dead_letters=broker.producer(),
         config=KafkaConfig(**{"retry_attempts": 2, "retry_backoff_ms": 1, **config}),
     )
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polls counters the consumer updates
-            await asyncio.sleep(0.02)
 
 
 async def test_an_outage_is_retried_until_it_ends_and_nothing_is_dead_lettered(
@@ -157,13 +132,7 @@ async def test_stop_during_an_outage_returns_and_leaves_the_message_uncommitted(
 
     await inbox_lock.release()
     second = make_consumer(engine, broker, topic, handler)  # the same group, after a restart
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(stop))
-    try:
-        await until(lambda: second.handled == 2)
-    finally:
-        stop.set()
-        await task
+    await run_until(second, lambda: second.handled == 2)
     assert handler.seen == ["a", "b"]  # "a" was not committed: it came again, and first
     assert broker.messages(f"{topic}.dlq") == []
 
@@ -187,13 +156,7 @@ async def test_stop_during_a_poison_retry_returns_and_leaves_the_message_uncommi
 
     handler.failing.clear()
     second = make_consumer(engine, broker, topic, handler)
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(stop))
-    try:
-        await until(lambda: second.handled == 1)
-    finally:
-        stop.set()
-        await task
+    await run_until(second, lambda: second.handled == 1)
     assert handler.seen == ["p"]
     assert broker.messages(f"{topic}.dlq") == []
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.building_blocks.infrastructure.messaging import (
     InboxConsumer,
@@ -24,7 +24,6 @@ from app.building_blocks.infrastructure.messaging import (
     OutboxConfig,
     OutboxRelay,
     OutgoingMessage,
-    ReceivedMessage,
     outbox_table,
 )
 from app.building_blocks.infrastructure.messaging.dead_letters import replay_dead_letters
@@ -32,7 +31,17 @@ from app.building_blocks.infrastructure.messaging.relay_store import _PG_CLAIM
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
 from app.migrate import upgrade
 from app.settings import DatabaseSettings
-from tests.outbox_helpers import FlakyProducer, drain, fill, names, unpublished, write_user_history
+from tests.outbox_helpers import (
+    FlakyProducer,
+    Recorder,
+    drain,
+    event,
+    fill,
+    names,
+    run_until,
+    unpublished,
+    write_user_history,
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,35 +141,6 @@ async def test_purge_deletes_only_old_published_rows(engine: AsyncEngine) -> Non
     async with engine.connect() as connection:
         left = (await connection.execute(select(func.count()).where(outbox_table.c.topic == topic))).scalar()
     assert left == 1
-
-
-class Recorder:
-    """A handler that writes nothing and fails on demand."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.failing: set[str] = set()
-
-    async def __call__(self, message: ReceivedMessage, session: AsyncSession) -> None:
-        if message.message_id in self.failing:
-            raise RuntimeError(f"cannot handle {message.message_id}")
-        self.seen.append(str(message.message_id))
-
-
-def event(topic: str, message_id: str, key: str = "k") -> OutgoingMessage:
-    return OutgoingMessage(topic=topic, key=key, value=b'{"n": 1}', headers={"ce_id": message_id})
-
-
-async def run_until(consumer: InboxConsumer, done: Any, timeout: float = 10) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        async with asyncio.timeout(timeout):
-            while not done():  # noqa: ASYNC110 - polls counters the consumer updates
-                await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await task
 
 
 async def test_inbox_handles_a_redelivered_message_once(engine: AsyncEngine) -> None:

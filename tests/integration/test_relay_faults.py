@@ -27,6 +27,7 @@ from app.building_blocks.infrastructure.messaging import (
     outbox_table,
 )
 from app.building_blocks.infrastructure.messaging.outbox_admin import (
+    OutboxStatus,
     ParkedRowError,
     discard_parked,
     list_parked,
@@ -84,9 +85,7 @@ async def test_a_refused_row_is_parked_its_aggregate_waits_and_the_others_flow(e
     assert (parked.aggregate_id, parked.attempts, parked.waiting) == (str(stuck.id), 1, 27)
     assert parked.last_error is not None
     assert "too large" in parked.last_error
-    assert await outbox_status(engine, with_pending=True) == type(await outbox_status(engine))(
-        parked=1, waiting=27, pending=0
-    )
+    assert await outbox_status(engine, with_pending=True) == OutboxStatus(parked=1, waiting=27, pending=0)
     waiting = (await rows_of(engine, str(stuck.id)))[1]
     with pytest.raises(ParkedRowError, match="waits behind"):
         await retry_parked(engine, waiting.id)

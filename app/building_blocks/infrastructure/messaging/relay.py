@@ -46,6 +46,7 @@ from app.building_blocks.infrastructure.messaging.config import OutboxConfig
 from app.building_blocks.infrastructure.messaging.failures import FailureKind, classify_failure
 from app.building_blocks.infrastructure.messaging.outbox import NOTIFY_CHANNEL
 from app.building_blocks.infrastructure.messaging.relay_store import (
+    Claim,
     ClaimedRow,
     RelayConnection,
     purge_published,
@@ -424,7 +425,9 @@ class OutboxRelay:
             result.backlog = len(claim.rows) >= self.config.batch_size and result.published > 0
         return result
 
-    async def _record(self, claim: Any, outcomes: dict[int, SendFailure | None], result: BatchResult) -> None:
+    async def _record(
+        self, claim: Claim, outcomes: dict[int, SendFailure | None], result: BatchResult
+    ) -> None:
         """Write each row's fate in the claim's transaction: published, failed, parked or held."""
         rows = {row.position: row for row in claim.rows}
         sent = [position for position, failure in outcomes.items() if failure is None]

@@ -157,14 +157,6 @@ class InProcessBroker:
             self._unacknowledged[message.topic].append((offset, delivered))
         return delivered
 
-    def pending(self) -> int:
-        """Messages that some subscribed group has not committed yet."""
-        return sum(
-            len(self._logs[topic]) - self._committed.get((group, topic), 0)
-            for topic, groups in self._groups.items()
-            for group in groups
-        )
-
     def messages(self, topic: str) -> list[ReceivedMessage]:
         return list(self._logs[topic])
 
