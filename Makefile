@@ -30,6 +30,11 @@ lock: ## Re-resolve requirements*.lock from pyproject.toml (needs uv: pip instal
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
 
+.PHONY: rename
+rename: ## Rename the service everywhere: make rename NAME=billing-service (scripts/rename.py)
+	@test -n "$(NAME)" || { echo "usage: make rename NAME=<new-service-name>  (lowercase kebab case, e.g. billing-service)" >&2; exit 2; }
+	$(PYTHON) scripts/rename.py -- "$(NAME)"
+
 migrate: install ## Apply database migrations (DATABASE_URL, default ./var/app.db)
 	$(BIN)/python -m app.migrate
 
@@ -53,8 +58,11 @@ services-down: ## Stop the Kafka broker that `make services` started (PostgreSQL
 kafka-logs: ## Follow the local Kafka broker's log (kafka/broker.sh up|down|restart|status|logs)
 	kafka/broker.sh logs -f
 
-test: install services ## Run every test (unit, integration on SQLite + PostgreSQL, e2e, docs)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install services ## Run every test (unit, integration on SQLite + PostgreSQL, e2e, docs); gate: branch coverage of app/ >= 90 %
+	@$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	@$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
 
 test-unit: install ## Run the unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -72,16 +80,16 @@ bench: install services ## Measure the outbox relay: events/s vs a raw producer,
 	$(BIN)/python -m bench.relay_throughput
 
 format: install ## Format and auto-fix the code
-	$(BIN)/ruff format app migrations tests bench
-	$(BIN)/ruff check --fix app migrations tests bench
+	$(BIN)/ruff format app migrations tests bench scripts
+	$(BIN)/ruff check --fix app migrations tests bench scripts
 
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check app migrations tests bench
-	$(BIN)/ruff format --check app migrations tests bench
-	$(BIN)/mypy app migrations bench
+	$(BIN)/ruff check app migrations tests bench scripts
+	$(BIN)/ruff format --check app migrations tests bench scripts
+	$(BIN)/mypy app migrations bench scripts
 
 clean: ## Remove caches, build output and the local SQLite database (not var/kafka)
-	rm -rf var/app.db* build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf var/app.db* var/.coverage* build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 # Targets whose capability has not landed yet say so and fail.

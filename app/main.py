@@ -1,7 +1,8 @@
 """Composition root: the one place that knows every concrete class.
 
-``create_app(settings)`` builds the object graph by hand: engine → unit of work → mediator (with
-its behaviours and the users handlers) → FastAPI app (errors, middleware, routers). It is the
+``create_app(settings)`` builds the service from the bounded contexts (``app.contexts``, via
+``app.composition``) and puts the FastAPI app around it: errors, middleware, health checks and
+every context's routers. It is the
 ASGI factory (``uvicorn --factory app.main:create_app``): importing this module builds nothing,
 creates no file and configures no logging, so the worker and the tests import it freely.
 """
@@ -21,60 +22,13 @@ from app.building_blocks.api.health import Degraded, HealthCheck, create_health_
 from app.building_blocks.api.limits import RequestLimitsMiddleware
 from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
-from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
-from app.building_blocks.application.mediator import Mediator
 from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_status
-from app.building_blocks.infrastructure.messaging.publishers import (
-    create_event_publisher,
-    create_integration_event_mediator,
-)
-from app.building_blocks.infrastructure.persistence.database import (
-    check_database,
-    create_engine,
-    create_session_factory,
-)
+from app.building_blocks.infrastructure.persistence.database import check_database
 from app.building_blocks.observability.logging import configure_logging
-from app.messaging import Messaging, build_messaging
+from app.composition import build_service
 from app.settings import Settings, get_settings
-from app.users import module as users
-from app.users.application.unit_of_work import UsersUnitOfWork
-from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
 
 logger = logging.getLogger("app")
-
-
-def build_engine(settings: Settings) -> AsyncEngine:
-    db = settings.database
-    return create_engine(
-        db.url,
-        echo=db.echo,
-        pool_size=db.pool_size,
-        max_overflow=db.max_overflow,
-        pool_timeout=db.pool_timeout,
-        connect_timeout=db.connect_timeout,
-        lock_timeout=db.lock_timeout,
-        statement_timeout=db.statement_timeout or None,
-        application_name=settings.service_name,
-    )
-
-
-def build_mediator(engine: AsyncEngine, messaging: Messaging) -> Mediator[UsersUnitOfWork]:
-    """Commands commit their integration events to the outbox in the same transaction; with the
-    outbox switched off (development only) they are published straight after the commit."""
-    session_factory = create_session_factory(engine)
-    hooks = messaging.commit_hooks()
-    mediator: Mediator[UsersUnitOfWork] = Mediator(
-        behaviors=[LoggingBehavior(), TransactionBehavior()],
-        unit_of_work_factory=lambda: SqlAlchemyUsersUnitOfWork(session_factory, hooks),
-    )
-    users.register_handlers(mediator)
-    mediator.verify("app.users")
-    if messaging.outbox is None:
-        publisher = create_event_publisher(
-            messaging.settings.kafka, producer=messaging.producer, topics=messaging.topics
-        )
-        create_integration_event_mediator(mediator, publisher, messaging.mapper)
-    return mediator
 
 
 async def parked_outbox_rows(engine: AsyncEngine) -> Mapping[str, int] | Degraded:
@@ -88,12 +42,10 @@ async def parked_outbox_rows(engine: AsyncEngine) -> Mapping[str, int] | Degrade
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
-    engine = build_engine(settings)
     # Embedded mode runs the relay and consumers in this process; otherwise the worker does.
-    messaging = build_messaging(
-        settings, engine, relay=settings.kafka.embedded, consumers=settings.kafka.embedded
-    )
-    mediator = build_mediator(engine, messaging)
+    embedded = settings.kafka.embedded
+    service = build_service(settings, relay=embedded, consumers=embedded)
+    engine, messaging = service.engine, service.messaging
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -116,15 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(
-        title="User Service",
+        title=settings.title,
         version="0.1.0",
-        description="User management on the FastAPI building blocks. Errors are RFC 9457 "
-        "`application/problem+json`.",
+        description=f"{settings.service_name} on the FastAPI building blocks "
+        f"({', '.join(context.name for context in service.contexts)}). "
+        "Errors are RFC 9457 `application/problem+json`.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.mediator = mediator
+    app.state.mediator = service.mediator
     app.state.messaging = messaging
 
     setup_exception_handlers(app, include_stack_trace=settings.include_stack_trace, log_errors=True)
@@ -139,11 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     checks = [HealthCheck("database", lambda: check_database(engine))]
     if settings.kafka.enable_outbox:
         checks.append(HealthCheck("outbox", lambda: parked_outbox_rows(engine)))
-    app.include_router(
-        create_health_router(
-            checks,
-            timeout=settings.readiness_timeout,
-        )
-    )
-    app.include_router(users.router)
+    checks += [build(engine) for context in service.contexts for build in context.health_checks]
+    app.include_router(create_health_router(checks, timeout=settings.readiness_timeout))
+    for context in service.contexts:
+        for router in context.routers:
+            app.include_router(router)
     return app

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.building_blocks.application.mediator import Mediator
+from app.building_blocks.bounded_context import BoundedContext
 from app.building_blocks.infrastructure.messaging.consumer import InboxConsumer
 from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer, KafkaMessageSource
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
@@ -27,8 +31,6 @@ from app.building_blocks.infrastructure.messaging.transport import (
 from app.building_blocks.infrastructure.persistence.database import create_session_factory
 from app.building_blocks.infrastructure.persistence.unit_of_work import CommitHook
 from app.settings import Settings
-from app.users import consumers as user_consumers
-from app.users.integration_events import register_mappings
 
 logger = logging.getLogger("app.messaging")
 
@@ -43,7 +45,7 @@ class Messaging:
     outbox: OutboxWriter | None
     relay: OutboxRelay | None
     consumers: list[InboxConsumer] = field(default_factory=list)
-    topic_names: list[str] = field(default_factory=list)  # produced, consumed and dead-letter topics
+    topic_names: list[str] = field(default_factory=list)  # to provision: produced, consumed, dead letters
 
     @property
     def embedded(self) -> bool:
@@ -51,6 +53,42 @@ class Messaging:
 
     def commit_hooks(self) -> list[CommitHook]:
         return [self.outbox] if self.outbox is not None else []
+
+    def add_consumers(
+        self, contexts: Sequence[BoundedContext], mediator: Mediator[Any], engine: AsyncEngine
+    ) -> None:
+        """One inbox consumer per subscription, in group ``<KAFKA_CONSUMER_GROUP>.<name>``.
+
+        The topics they read are provisioned with their dead-letter topics; another service's
+        topic is left to that service (a consumer waits for it to appear).
+        """
+        kafka = self.settings.kafka
+        sessions = create_session_factory(engine)
+        for context in contexts:
+            for subscription in context.subscriptions:
+                own = [self.topics.topic_for_aggregate(aggregate) for aggregate in subscription.aggregates]
+                topic_names = [*own, *subscription.topics]
+                self._provision([*own, *(kafka.dlq_topic(topic) for topic in topic_names)])
+                group = kafka.group(subscription.name)
+                source: MessageSource
+                if self.broker is not None:
+                    source = self.broker.source(group, topic_names)
+                else:
+                    source = KafkaMessageSource(kafka, group, topic_names)
+                self.consumers.append(
+                    InboxConsumer(
+                        name=subscription.name,
+                        source=source,
+                        handler=subscription.bind(mediator),
+                        sessions=sessions,
+                        dead_letters=self.producer,
+                        config=kafka,
+                        shutdown_grace=self.settings.outbox.shutdown_grace,
+                    )
+                )
+
+    def _provision(self, topic_names: Iterable[str]) -> None:
+        self.topic_names.extend(name for name in topic_names if name not in self.topic_names)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the relay and every consumer until ``stop`` is set; each stops within its grace.
@@ -74,51 +112,26 @@ class Messaging:
 
 
 def build_messaging(
-    settings: Settings, engine: AsyncEngine, *, relay: bool = True, consumers: bool = True
+    settings: Settings, engine: AsyncEngine, contexts: Sequence[BoundedContext], *, relay: bool = True
 ) -> Messaging:
+    """The transport, the mapper every context registered its events with, the outbox and the
+    relay; consumers are added by :meth:`Messaging.add_consumers` once the mediator exists."""
     kafka = settings.kafka
     mapper = IntegrationEventMapper(source=settings.service_name)
-    register_mappings(mapper)
-    overrides = {"user": settings.users_topic} if settings.users_topic else {}
-    topics = TopicRouter(settings.service_name, overrides)
+    for context in contexts:
+        if context.integration_events is not None:
+            context.integration_events(mapper)
+    topics = TopicRouter(settings.service_name, settings.topic_overrides)
 
     broker = InProcessBroker() if kafka.embedded else None
     grace = settings.outbox.shutdown_grace  # how long a stopping process waits for the transport
     producer: MessageProducer
     producer = broker.producer() if broker else KafkaMessageProducer(kafka, stop_timeout=grace)
 
-    def source(group: str, topic_names: list[str]) -> MessageSource:
-        return broker.source(group, topic_names) if broker else KafkaMessageSource(kafka, group, topic_names)
-
     outbox_relay = OutboxRelay(engine, producer, settings.outbox) if relay and kafka.enable_outbox else None
     outbox = None
     if kafka.enable_outbox:
         outbox = OutboxWriter(mapper, topics, on_committed=outbox_relay.wake if outbox_relay else None)
 
-    users_topic = topics.topic_for_aggregate("user")
-    messaging = Messaging(
-        settings,
-        mapper,
-        topics,
-        producer,
-        broker,
-        outbox,
-        outbox_relay,
-        topic_names=[users_topic, kafka.dlq_topic(users_topic)],
-    )
-    if consumers:
-        messaging.consumers.append(
-            InboxConsumer(
-                name=user_consumers.ACTIVITY_CONSUMER,
-                source=source(
-                    f"{kafka.consumer_group}.{user_consumers.ACTIVITY_CONSUMER}",
-                    [users_topic],
-                ),
-                handler=user_consumers.project_user_activity,
-                sessions=create_session_factory(engine),
-                dead_letters=producer,
-                config=kafka,
-                shutdown_grace=grace,
-            )
-        )
-    return messaging
+    published = [topics.topic_for_aggregate(name) for context in contexts for name in context.aggregates]
+    return Messaging(settings, mapper, topics, producer, broker, outbox, outbox_relay, topic_names=published)

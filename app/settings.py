@@ -57,7 +57,13 @@ class Settings(BaseSettings):
     model_config = _config()
 
     environment: Literal["development", "test", "production"] = "development"
-    service_name: str = "user-service"
+    service_name: str = Field(
+        default="user-service",
+        pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$",
+        max_length=63,
+        description="names the service everywhere: client id, consumer groups, topic prefix, "
+        "CloudEvents source, logs, OpenAPI title",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -66,7 +72,11 @@ class Settings(BaseSettings):
     readiness_timeout: float = Field(default=2.0, gt=0)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=0)
     request_body_timeout: float = Field(default=30.0, gt=0)
-    users_topic: str | None = Field(default=None, description="default: <SERVICE_NAME>.users.v1")
+    topic_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description='aggregate type -> topic, as JSON: {"user": "crm.users.v1"}; '
+        "default for each: <SERVICE_NAME>.<aggregate type>s.v1",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
@@ -82,12 +92,17 @@ class Settings(BaseSettings):
             raise ValueError("INCLUDE_STACK_TRACE must be false when ENVIRONMENT=production")
         if self.environment == "production" and not self.kafka.enable_outbox:
             raise ValueError("KAFKA_ENABLE_OUTBOX=false loses events on a crash; not in production")
-        if "client_id" not in self.kafka.model_fields_set:
-            self.kafka = self.kafka.model_copy(update={"client_id": self.service_name})
+        if self.kafka.service_name != self.service_name:  # KafkaConfig reads SERVICE_NAME too
+            self.kafka = self.kafka.model_copy(update={"service_name": self.service_name})
         if self.outbox.send_timeout is None:  # a send counts as failed when Kafka's request would
             timeout = self.kafka.request_timeout_ms / 1000
             self.outbox = self.outbox.model_copy(update={"send_timeout": timeout})
         return self
+
+    @property
+    def title(self) -> str:
+        """The service's name for people (the OpenAPI title): ``user-service`` → ``User Service``."""
+        return self.service_name.replace("-", " ").title()
 
 
 @lru_cache

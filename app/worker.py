@@ -41,8 +41,8 @@ from app.building_blocks.infrastructure.persistence.database import (
     check_database,
 )
 from app.building_blocks.observability.logging import configure_logging
-from app.main import build_engine
-from app.messaging import Messaging, build_messaging
+from app.composition import build_engine, build_service
+from app.messaging import Messaging
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app.worker")
@@ -51,10 +51,10 @@ SHUTDOWN_MARGIN = 5.0  # beyond OUTBOX_SHUTDOWN_GRACE, for closing connections a
 
 
 async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool = True) -> None:
-    engine = build_engine(settings)
+    service = build_service(settings, relay=relay, consumers=consumers)
+    engine, messaging = service.engine, service.messaging
     try:
         await check_database(engine, timeout=settings.database.connect_timeout)
-        messaging = build_messaging(settings, engine, relay=relay, consumers=consumers)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,7 +112,7 @@ async def replay(settings: Settings, topic: str, limit: int | None) -> int:
     if kafka.embedded:
         raise SystemExit("replay-dlq needs KAFKA_BOOTSTRAP_SERVERS: dead letters live in Kafka")
     dead_letter_topic = topic if topic.endswith(kafka.dlq_suffix) else kafka.dlq_topic(topic)
-    source = KafkaMessageSource(kafka, f"{kafka.consumer_group}.dlq-replay", [dead_letter_topic])
+    source = KafkaMessageSource(kafka, kafka.group("dlq-replay"), [dead_letter_topic])
     producer = KafkaMessageProducer(kafka)
     try:
         return await replay_dead_letters(source, producer, limit=limit)

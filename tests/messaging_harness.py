@@ -6,6 +6,7 @@ and topics. Fixtures (``bootstrap``, ``database``, ``topic``) are in tests/integ
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -25,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.building_blocks.infrastructure.messaging import KafkaConfig, OutboxConfig, outbox_table
 from app.building_blocks.infrastructure.persistence.database import create_engine
-from app.main import build_engine, create_app
-from app.messaging import build_messaging
+from app.composition import build_service
+from app.main import create_app
 from app.settings import Settings
 from app.users.persistence.tables import user_activity_table
 from tests.conftest import ROOT, make_settings
@@ -55,7 +56,7 @@ def settings_for(
     base = make_settings(database)
     return base.model_copy(
         update={
-            "users_topic": topic,
+            "topic_overrides": {"user": topic},
             "kafka": KafkaConfig(
                 bootstrap_servers=bootstrap,
                 client_id="kafka-tests",
@@ -80,10 +81,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": settings.database.url,
         "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka.bootstrap_servers),
-        "KAFKA_CONSUMER_GROUP": settings.kafka.consumer_group,
+        "KAFKA_CONSUMER_GROUP": settings.kafka.consumer_group or settings.service_name,
         "KAFKA_REQUEST_TIMEOUT_MS": "3000",
         "KAFKA_RETRY_BACKOFF_MS": "50",
-        "USERS_TOPIC": str(settings.users_topic),
+        "TOPIC_OVERRIDES": json.dumps(settings.topic_overrides),
         "OUTBOX_POLL_INTERVAL": "0.2",
         "OUTBOX_STANDBY_INTERVAL": "0.5",
         "OUTBOX_MAX_BACKOFF": "2",
@@ -126,8 +127,8 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @asynccontextmanager
 async def relay_task(settings: Settings) -> AsyncIterator[None]:
     """The relay of the worker, run in this process."""
-    engine = build_engine(settings)
-    messaging = build_messaging(settings, engine, relay=True, consumers=False)
+    service = build_service(settings, relay=True, consumers=False)
+    engine, messaging = service.engine, service.messaging
     stop = asyncio.Event()
     task = asyncio.create_task(messaging.run(stop))
     try:

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.building_blocks.infrastructure.messaging.envelope import ReceivedMessage
+from app.building_blocks.infrastructure.messaging.subscriptions import MessageContext
 from app.users.integration_events import INTEGRATION_EVENTS
 from app.users.persistence.tables import user_activity_table
 
@@ -35,8 +35,12 @@ _ENVELOPE_FIELDS = {
 }
 
 
-async def project_user_activity(message: ReceivedMessage, session: AsyncSession) -> None:
+async def project_user_activity(message: ReceivedMessage, context: MessageContext) -> None:
     """Record one user event in the activity log (runs inside the inbox's transaction).
+
+    A projection writes its rows straight through ``context.session``; a consumer that changes
+    an aggregate sends a command instead (``await context.send(...)``), see
+    docs/ADD_A_BOUNDED_CONTEXT.md.
 
     Unknown event types (a newer version published before this consumer learnt it) are skipped,
     not dead-lettered: nothing is wrong with them. A known type whose payload does not validate
@@ -48,6 +52,7 @@ async def project_user_activity(message: ReceivedMessage, session: AsyncSession)
         return
     event = event_class.model_validate_json(message.value)
     payload = event.model_dump(mode="json")
+    session = context.session
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     await session.execute(
         insert(user_activity_table)

@@ -1,4 +1,6 @@
-"""Fixtures of the messaging tests against real Kafka and PostgreSQL (see tests/messaging_harness.py)."""
+"""Kafka fixtures of the integration tests, shared by every module under tests/integration:
+the broker's address, a topic of the test's own, a migrated PostgreSQL database of the module's own
+(see tests/messaging_harness.py and tests/kafka_service.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 from app.migrate import upgrade
 from app.settings import DatabaseSettings
-from tests.kafka_service import require_kafka
+from tests.kafka_service import delete_topics, require_kafka
 from tests.messaging_harness import dispose_engine
 from tests.services import create_postgres_database, drop_postgres_database
 
@@ -31,5 +33,9 @@ async def database(bootstrap: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def topic() -> str:
-    return f"test-{uuid.uuid4().hex[:10]}.users.v1"
+async def topic(bootstrap: str) -> AsyncIterator[str]:
+    """A fresh topic name (created by the broker, the worker or the test on first use); the topic
+    and its dead-letter topic are deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:10]}.users.v1"
+    yield name
+    await delete_topics(bootstrap, [name, f"{name}.dlq"])

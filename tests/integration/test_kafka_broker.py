@@ -6,25 +6,11 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from tests.kafka_service import broker_is_local, broker_script, delete_topics, require_kafka
-
-
-@pytest.fixture
-async def bootstrap() -> str:
-    return await require_kafka()
-
-
-@pytest.fixture
-async def topic(bootstrap: str) -> AsyncIterator[str]:
-    """A fresh topic name (the broker creates the topic on first use); deleted afterwards."""
-    name = f"test-broker-{uuid.uuid4().hex[:12]}"
-    yield name
-    await delete_topics(bootstrap, [name])
+from tests.kafka_service import broker_is_local, broker_script
 
 
 def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:

@@ -332,7 +332,7 @@ async def test_sigterm_finishes_commits_and_leaves_the_group(
             took = time.monotonic() - stopped_at
     assert code == 0, log.read_text()[-3000:]
     assert "worker stopped" in log.read_text()
-    group = f"{settings.kafka.consumer_group}.users.activity-log"
+    group = settings.kafka.group("users.activity-log")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -18,10 +18,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.building_blocks.application.exceptions import TemporarilyUnavailableError
-from app.building_blocks.domain.exceptions import NotFoundError
-from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
-from app.building_blocks.infrastructure.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from app.migrate import upgrade
 from app.settings import DatabaseSettings
 from tests.conftest import running_server
@@ -63,11 +59,6 @@ async def terminate_backends(admin: AsyncEngine, database_url: str) -> list[int]
         "SELECT pid FROM targets WHERE pg_terminate_backend(pid)",
         {"database": make_url(database_url).database, "service": SERVICE},
     )
-
-
-async def terminate_backend(admin: AsyncEngine, pid: int) -> None:
-    statement = "SELECT CAST(:pid AS integer) WHERE pg_terminate_backend(CAST(:pid AS integer))"
-    assert await _terminate(admin, statement, {"pid": pid}) == [pid]
 
 
 async def _terminate(admin: AsyncEngine, statement: str, params: dict[str, object]) -> list[int]:
@@ -176,63 +167,3 @@ async def test_terminations_under_load_give_503_at_worst_and_lose_no_created_use
             response = await http.get(f"{USERS}/{user_id}")
             assert response.status_code == 200, response.text
             assert response.json()["email"] == email
-
-
-# --- the unit of work on a connection whose backend is terminated ------------------------------
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, application_name="pool-recovery-uow")
-    yield engine
-    await engine.dispose()
-
-
-async def backend_pid(uow: SqlAlchemyUnitOfWork) -> int:
-    return int((await uow.session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-
-
-async def test_a_statement_whose_backend_is_terminated_is_unavailable_and_the_pool_heals(
-    engine: AsyncEngine,
-) -> None:
-    sessions = create_session_factory(engine)
-    with pytest.raises(TemporarilyUnavailableError) as caught:  # 57P01 admin_shutdown
-        async with SqlAlchemyUnitOfWork(sessions) as uow:
-            await uow.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
-    assert caught.value.retry_after > 0
-    async with SqlAlchemyUnitOfWork(sessions) as uow:
-        assert (await uow.session.execute(text("SELECT 1"))).scalar_one() == 1
-
-
-async def test_a_commit_on_a_terminated_backend_is_unavailable(
-    engine: AsyncEngine, admin: AsyncEngine
-) -> None:
-    async def commit_after_termination() -> None:
-        async with SqlAlchemyUnitOfWork(create_session_factory(engine)) as uow:
-            await terminate_backend(admin, await backend_pid(uow))
-            await uow.commit()
-
-    with pytest.raises(TemporarilyUnavailableError):
-        await commit_after_termination()
-
-
-async def test_a_connection_lost_before_the_unit_of_work_ends_changes_no_outcome(
-    engine: AsyncEngine, admin: AsyncEngine
-) -> None:
-    """Its rollback cannot run, but the server has dropped the transaction with the backend."""
-    sessions = create_session_factory(engine)
-
-    async def fail_after_termination() -> None:
-        async with SqlAlchemyUnitOfWork(sessions) as uow:
-            await terminate_backend(admin, await backend_pid(uow))
-            raise NotFoundError("User 7 not found")
-
-    with pytest.raises(NotFoundError):  # the work's own error, not the failed rollback's
-        await fail_after_termination()
-
-    reader = SqlAlchemyUnitOfWork(sessions)
-    reader.read_only = True
-    async with reader:  # the read was done: losing the connection afterwards is no failure
-        pid = await backend_pid(reader)
-        await terminate_backend(admin, pid)
-    assert pid > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
@@ -22,6 +23,10 @@ def settings_variables() -> set[str]:
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
                 continue  # nested settings read their own prefix
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):  # a field read from an unprefixed name
+                names.update(str(choice) for choice in alias.choices if str(choice).isupper())
+                continue
             names.add(f"{prefix}{name}".upper())
     return names
 

@@ -1,8 +1,10 @@
 """The mediator: one ``send`` for every use case, wrapped in ordered pipeline behaviours.
 
-Each ``send`` gets a fresh :class:`RequestContext`. When the mediator was given a unit-of-work
-factory, the context carries a new unit of work that the handler and the behaviours share
-(the transaction behaviour opens and commits it), so no handler deals with sessions itself.
+Each ``send`` gets a fresh :class:`RequestContext`. It carries a new unit of work from the
+factory its request type was registered with (or the mediator's default), which the handler and
+the behaviours share (the transaction behaviour opens and commits it), so no handler deals with
+sessions itself. One mediator serves every bounded context: each request gets its own
+context's unit of work.
 
 Behaviours run in the order given, outermost first::
 
@@ -85,13 +87,20 @@ class Mediator(Generic[TUnitOfWork]):
         self._behaviors = list(behaviors)
         self._unit_of_work_factory = unit_of_work_factory
         self._factories: dict[type[Request[Any]], HandlerFactory[TUnitOfWork]] = {}
+        self._units_of_work: dict[type[Request[Any]], Callable[[], TUnitOfWork]] = {}
 
     def register(
         self,
         request_type: type[Request[Any]],
         handler: RequestHandler[Any, Any] | HandlerFactory[TUnitOfWork],
+        *,
+        unit_of_work_factory: Callable[[], TUnitOfWork] | None = None,
     ) -> None:
-        """Register a handler instance, or a factory called per request with its context."""
+        """Register a handler instance, or a factory called per request with its context.
+
+        ``unit_of_work_factory`` overrides the mediator's for this request type: the unit of work
+        of the bounded context the handler belongs to.
+        """
         if request_type in self._factories:
             raise ValueError(f"{request_type.__name__} already has a handler")
         if isinstance(handler, type):
@@ -104,6 +113,8 @@ class Mediator(Generic[TUnitOfWork]):
             self._factories[request_type] = lambda _context: instance
         else:
             self._factories[request_type] = handler
+        if unit_of_work_factory is not None:
+            self._units_of_work[request_type] = unit_of_work_factory
 
     def add_behavior(self, behavior: PipelineBehavior, *, outermost: bool = False) -> None:
         """Add a behaviour innermost (default) or outermost (to see the committed outcome)."""
@@ -135,7 +146,8 @@ class Mediator(Generic[TUnitOfWork]):
         factory = self._factories.get(type(request))
         if factory is None:
             raise MissingHandlerError(f"no handler registered for {type(request).__name__}")
-        unit_of_work = self._unit_of_work_factory() if self._unit_of_work_factory else None
+        unit_of_work_factory = self._units_of_work.get(type(request), self._unit_of_work_factory)
+        unit_of_work = unit_of_work_factory() if unit_of_work_factory else None
         context: RequestContext[TUnitOfWork] = RequestContext(request, unit_of_work)
         handler = factory(context)
 

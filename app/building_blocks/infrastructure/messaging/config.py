@@ -2,6 +2,9 @@
 
 Without ``KAFKA_BOOTSTRAP_SERVERS`` the service runs embedded: the same outbox, relay, inbox and
 handlers, with an in-process transport instead of a broker.
+
+The service's name (``SERVICE_NAME``) is the default client id, consumer-group prefix and topic
+prefix, so a renamed service never joins another's groups.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +23,13 @@ class KafkaConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", env_file=".env", extra="ignore")
 
     bootstrap_servers: str | None = None
-    client_id: str = "user-service"
+    service_name: str = Field(
+        default="service",
+        min_length=1,
+        validation_alias=AliasChoices("service_name", "SERVICE_NAME"),
+        description="SERVICE_NAME: the default client id, consumer-group prefix and topic prefix",
+    )
+    client_id: str | None = Field(default=None, description="default: SERVICE_NAME")
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -39,7 +48,10 @@ class KafkaConfig(BaseSettings):
     request_timeout_ms: int = Field(default=10_000, ge=1_000)
 
     # Consumers
-    consumer_group: str = "user-service"
+    consumer_group: str | None = Field(
+        default=None,
+        description="prefix of each consumer's group (<prefix>.<consumer>); default: SERVICE_NAME",
+    )
     retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_ms: int = Field(default=200, ge=0)
     # An outage (the consumer's database down) is retried until it ends, backing off up to this.
@@ -92,7 +104,7 @@ class KafkaConfig(BaseSettings):
         """Keyword arguments shared by aiokafka producers, consumers and admin clients."""
         options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
-            "client_id": self.client_id,
+            "client_id": self.client_id or self.service_name,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
         }
@@ -115,6 +127,10 @@ class KafkaConfig(BaseSettings):
             "compression_type": self.compression_type,
             "linger_ms": self.linger_ms,
         }
+
+    def group(self, consumer: str) -> str:
+        """The consumer group of one consumer: ``<KAFKA_CONSUMER_GROUP or SERVICE_NAME>.<consumer>``."""
+        return f"{self.consumer_group or self.service_name}.{consumer}"
 
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}{self.dlq_suffix}"

@@ -1,7 +1,8 @@
 """Which topic an integration event goes to: one topic per aggregate type.
 
-By convention ``<service>.<aggregate>s.v1`` (``user-service.users.v1``); any aggregate's topic can
-be overridden. The ``v1`` names the topic's contract; a breaking change gets a new topic.
+By convention ``<service>.<aggregate>s.v1`` (for a service named ``billing`` and aggregate type
+``invoice``: ``billing.invoices.v1``); any aggregate's topic can be overridden. The ``v1`` names
+the topic's contract; a breaking change gets a new topic.
 """
 
 from __future__ import annotations

@@ -1,14 +1,22 @@
-"""The SQLAlchemy unit of work: one session, one transaction, events collected on commit."""
+"""The SQLAlchemy unit of work: one session, one transaction, events collected on commit.
+
+A unit of work normally owns its session and transaction. Inside :func:`enlist` it joins the
+caller's instead, as a SAVEPOINT: the inbox consumer enlists its transaction so that a command a
+consumer sends commits (outbox rows included) atomically with the inbox record, or not at all.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
 
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.events import DomainEvent
@@ -19,6 +27,23 @@ from app.building_blocks.infrastructure.persistence.errors import (
 )
 
 logger = logging.getLogger("app.database")
+
+_enlisted: ContextVar[AsyncSession | None] = ContextVar("enlisted_session", default=None)
+
+
+@contextmanager
+def enlist(session: AsyncSession) -> Iterator[AsyncSession]:
+    """Units of work opened inside this block join ``session``'s transaction.
+
+    Each joins as a SAVEPOINT: its commit releases the savepoint (the outer commit makes it
+    durable), its failure rolls back only its own writes, and its commit hooks' after-commit
+    side runs once the outer transaction has committed.
+    """
+    token = _enlisted.set(session)
+    try:
+        yield session
+    finally:
+        _enlisted.reset(token)
 
 
 class UnsavedChangesError(RuntimeError):
@@ -78,8 +103,22 @@ class SqlAlchemyUnitOfWork:
         self._session_factory = session_factory
         self._hooks = tuple(hooks)
         self._session: AsyncSession | None = None
+        self._savepoint: AsyncSessionTransaction | None = None  # when enlisted in an outer transaction
         self.tracker = AggregateTracker()
         self.read_only = False
+
+    @property
+    def enlisted(self) -> bool:
+        """Whether this unit of work joined an outer transaction (see :func:`enlist`)."""
+        return self._savepoint is not None
+
+    def add_hook(self, hook: CommitHook) -> None:
+        """Add a commit hook before the unit of work is committed."""
+        self._hooks = (*self._hooks, hook)
+
+    @property
+    def hooks(self) -> tuple[CommitHook, ...]:
+        return self._hooks
 
     @property
     def session(self) -> AsyncSession:
@@ -90,6 +129,12 @@ class SqlAlchemyUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._session is not None:
             raise RuntimeError("a unit of work is opened once")
+        outer = _enlisted.get()
+        if outer is not None:
+            self._savepoint = await outer.begin_nested()
+            self._session = outer
+            self._open(outer)
+            return self
         self._session = self._session_factory()
         try:
             if self.read_only:  # takes a connection now: the pool may time out, connecting may fail
@@ -113,6 +158,10 @@ class SqlAlchemyUnitOfWork:
         fails too, but the server has discarded that transaction already: such a failure neither
         replaces the error that ended the work nor fails work that had finished.
         """
+        if self._savepoint is not None:
+            if self._savepoint.is_active:  # not committed: undo this unit's writes, keep the outer's
+                await self._savepoint.rollback()
+            return
         failure = await self._release()
         if exc is not None:
             if failure is not None:
@@ -150,15 +199,33 @@ class SqlAlchemyUnitOfWork:
         try:
             for hook in self._hooks:
                 await hook.before_commit(self.session, events)
-            await self.session.commit()
+            if self._savepoint is not None:
+                await self._savepoint.commit()
+            else:
+                await self.session.commit()
         except IntegrityError as error:
             violation = translate_integrity_error(error)
             if violation is None:
                 raise
             raise violation from error
-        for hook in self._hooks:
-            hook.after_commit()
+        if self._savepoint is not None:
+            self._after_outer_commit()
+        else:
+            for hook in self._hooks:
+                hook.after_commit()
         return events
 
+    def _after_outer_commit(self) -> None:
+        hooks = self._hooks
+
+        def committed(_session: Any) -> None:
+            for hook in hooks:
+                hook.after_commit()
+
+        event.listen(self.session.sync_session, "after_commit", committed, once=True)
+
     async def rollback(self) -> None:
-        await self.session.rollback()
+        if self._savepoint is not None:
+            await self._savepoint.rollback()
+        else:
+            await self.session.rollback()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,19 +12,7 @@ from app.building_blocks.infrastructure.messaging.provisioning import (
     ensure_topics,
     provision_topics,
 )
-from tests.kafka_service import delete_topics, partition_counts, require_kafka
-
-
-@pytest.fixture(scope="module")
-async def bootstrap() -> str:
-    return await require_kafka()
-
-
-@pytest.fixture
-async def topic(bootstrap: str) -> AsyncIterator[str]:
-    name = f"provision-{uuid.uuid4().hex[:10]}.users.v1"
-    yield name
-    await delete_topics(bootstrap, [name, f"{name}.dlq"])
+from tests.kafka_service import partition_counts
 
 
 @pytest.mark.kafka

@@ -2,7 +2,8 @@
 refused rows are parked and never stall the others, failing rows are parked after their attempts,
 sends without acks fail at the deadline, a stop is honoured while acks never come, a failing lane
 stops its siblings, and in process a message counts as sent only once the consumers handled it.
-The same promises against a real broker are in test_relay_kafka_faults.py."""
+The same promises against a real broker are in
+tests/integration/test_relay_kafka_faults.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,10 +35,8 @@ from app.building_blocks.infrastructure.messaging.outbox_admin import (
     retry_parked,
 )
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
-from app.main import create_app
 from app.migrate import upgrade
 from app.settings import DatabaseSettings
-from tests.conftest import make_settings
 from tests.outbox_helpers import FlakyProducer, drain, names, rename, write_user_history
 from tests.services import create_postgres_database, drop_postgres_database
 
@@ -319,40 +317,3 @@ async def test_in_process_a_message_counts_as_sent_once_the_consumers_handled_it
     # deadline, was a duplicate the inbox dropped.
     assert len(handled) == 2
     assert len(broker.messages(topic)) == 3
-
-
-async def readiness(database_url: str) -> httpx.Response:
-    app = create_app(make_settings(database_url))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        return await http.get("/health/ready")
-
-
-async def test_readiness_shows_parked_events_as_degraded(
-    private_database_url: str, engine: AsyncEngine
-) -> None:
-    topic = f"ready-{uuid.uuid4().hex[:8]}"
-    producer = FlakyProducer(InProcessBroker())
-    relay = OutboxRelay(engine, producer, OutboxConfig())
-    await drain(relay)
-    for parked in await list_parked(engine):  # other tests' parked rows, if any
-        await discard_parked(engine, parked.event_id, "cleared by the readiness test")
-    ready = (await readiness(private_database_url)).json()
-    assert ready["status"] == "ok"
-    assert ready["checks"]["outbox"]["details"] == {"parked": 0, "waiting_behind_parked": 0}
-
-    stuck = await write_user_history(engine, topic)
-    producer.refused = {str(stuck.id)}
-    await drain(relay)
-    response = await readiness(private_database_url)
-    assert response.status_code == 200  # degraded, still ready: the rest of the service works
-    ready = response.json()
-    assert ready["status"] == "degraded"
-    assert ready["checks"]["outbox"] == {
-        "status": "degraded",
-        "duration_ms": ready["checks"]["outbox"]["duration_ms"],
-        "details": {"parked": 1, "waiting_behind_parked": 2},
-    }
-    assert ready["checks"]["database"]["status"] == "ok"

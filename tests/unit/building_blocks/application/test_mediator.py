@@ -86,22 +86,6 @@ def test_verify_names_every_request_without_handler() -> None:
     mediator.verify(__name__)
 
 
-def test_the_users_context_is_fully_wired() -> None:
-    from app.users.module import HANDLERS, register_handlers
-
-    mediator: Mediator[Any] = Mediator()
-    register_handlers(mediator)
-    mediator.verify("app.users")
-    assert mediator.registered == set(HANDLERS)
-
-    first, *rest = HANDLERS
-    partial: Mediator[Any] = Mediator()
-    for request_type in rest:
-        partial.register(request_type, PingHandler())
-    with pytest.raises(MissingHandlerError, match=first.__name__):
-        partial.verify("app.users")
-
-
 async def test_behaviours_run_in_order_around_the_handler() -> None:
     calls: list[str] = []
 

@@ -3,7 +3,7 @@
 The outage is real: the test holds the inbox table (PostgreSQL ``LOCK TABLE``) or the database's
 write lock (SQLite ``BEGIN IMMEDIATE``), and the consumer's engine gives up waiting after 0.2 s,
 as a lock timeout. Kafka's side of pausing (partitions, the group) is in
-test_consumer_outages.py.
+tests/integration/test_consumer_outages.py.
 """
 
 from __future__ import annotations

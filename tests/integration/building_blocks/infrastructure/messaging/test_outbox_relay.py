@@ -1,7 +1,7 @@
 """The outbox relay and the inbox consumer on both databases, with the in-process transport.
 
-The same code runs against Kafka in test_messaging_kafka.py; here the transport is in memory so
-failures can be injected precisely (a send that fails for one aggregate).
+The same code runs against Kafka in tests/integration/test_messaging_kafka.py; here the transport is
+in memory so failures can be injected precisely (a send that fails for one aggregate).
 """
 
 from __future__ import annotations

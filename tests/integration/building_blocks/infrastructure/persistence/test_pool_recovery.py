@@ -1,0 +1,110 @@
+"""The unit of work on a connection whose backend is terminated (``pg_terminate_backend``, what a
+failover or a restart of PostgreSQL does): the failure is a TemporarilyUnavailableError, the pool
+heals, and a connection lost after the work changes no outcome. The same against a served API is
+in tests/integration/test_pool_recovery.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.building_blocks.application.exceptions import TemporarilyUnavailableError
+from app.building_blocks.domain.exceptions import NotFoundError
+from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.building_blocks.infrastructure.persistence.unit_of_work import SqlAlchemyUnitOfWork
+from tests.services import create_postgres_database, drop_postgres_database, postgres_admin_url
+
+
+@pytest.fixture(scope="module")
+async def database_url() -> AsyncIterator[str]:
+    url = await create_postgres_database()
+    yield url
+    await drop_postgres_database(url)
+
+
+@pytest.fixture(scope="module")
+async def admin() -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    yield engine
+    await engine.dispose()
+
+
+async def terminate_backend(admin: AsyncEngine, pid: int) -> None:
+    statement = "SELECT CAST(:pid AS integer) WHERE pg_terminate_backend(CAST(:pid AS integer))"
+    assert await _terminate(admin, statement, {"pid": pid}) == [pid]
+
+
+async def _terminate(admin: AsyncEngine, statement: str, params: dict[str, object]) -> list[int]:
+    async with admin.connect() as connection:
+        pids = list((await connection.execute(text(statement), params)).scalars())
+        for _ in range(200):
+            alive = (
+                await connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
+                )
+            ).scalar_one()
+            if alive == 0:
+                return pids
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"backends {pids} still alive after pg_terminate_backend")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, application_name="pool-recovery-uow")
+    yield engine
+    await engine.dispose()
+
+
+async def backend_pid(uow: SqlAlchemyUnitOfWork) -> int:
+    return int((await uow.session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def test_a_statement_whose_backend_is_terminated_is_unavailable_and_the_pool_heals(
+    engine: AsyncEngine,
+) -> None:
+    sessions = create_session_factory(engine)
+    with pytest.raises(TemporarilyUnavailableError) as caught:  # 57P01 admin_shutdown
+        async with SqlAlchemyUnitOfWork(sessions) as uow:
+            await uow.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+    assert caught.value.retry_after > 0
+    async with SqlAlchemyUnitOfWork(sessions) as uow:
+        assert (await uow.session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_a_commit_on_a_terminated_backend_is_unavailable(
+    engine: AsyncEngine, admin: AsyncEngine
+) -> None:
+    async def commit_after_termination() -> None:
+        async with SqlAlchemyUnitOfWork(create_session_factory(engine)) as uow:
+            await terminate_backend(admin, await backend_pid(uow))
+            await uow.commit()
+
+    with pytest.raises(TemporarilyUnavailableError):
+        await commit_after_termination()
+
+
+async def test_a_connection_lost_before_the_unit_of_work_ends_changes_no_outcome(
+    engine: AsyncEngine, admin: AsyncEngine
+) -> None:
+    """Its rollback cannot run, but the server has dropped the transaction with the backend."""
+    sessions = create_session_factory(engine)
+
+    async def fail_after_termination() -> None:
+        async with SqlAlchemyUnitOfWork(sessions) as uow:
+            await terminate_backend(admin, await backend_pid(uow))
+            raise NotFoundError("User 7 not found")
+
+    with pytest.raises(NotFoundError):  # the work's own error, not the failed rollback's
+        await fail_after_termination()
+
+    reader = SqlAlchemyUnitOfWork(sessions)
+    reader.read_only = True
+    async with reader:  # the read was done: losing the connection afterwards is no failure
+        pid = await backend_pid(reader)
+        await terminate_backend(admin, pid)
+    assert pid > 0
