@@ -1,7 +1,8 @@
 """The correlation id of the work in progress, shared by logs, errors and outgoing calls.
 
 Kept in a context variable so that every task started for a request (and every log line it
-writes) sees the id without passing it around.
+writes) sees the id without passing it around. Work caused by a message (a consumer sending a
+command) also knows its causation id: the id of that message, stamped on the events it raises.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ CORRELATION_ID_HEADER = "X-Correlation-Id"
 _VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+_causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
 
 
 def get_correlation_id() -> str | None:
@@ -26,6 +28,18 @@ def set_correlation_id(value: str | None) -> Token[str | None]:
 
 def reset_correlation_id(token: Token[str | None]) -> None:
     _correlation_id.reset(token)
+
+
+def get_causation_id() -> str | None:
+    return _causation_id.get()
+
+
+def set_causation_id(value: str | None) -> Token[str | None]:
+    return _causation_id.set(value)
+
+
+def reset_causation_id(token: Token[str | None]) -> None:
+    _causation_id.reset(token)
 
 
 def new_correlation_id() -> str:

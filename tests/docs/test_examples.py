@@ -2,10 +2,12 @@
 
 One test per Markdown file walks its fenced blocks in order:
 
-- ```python: executed. All blocks of one file share ONE namespace (a module registered in
-  ``sys.modules`` while the file runs, so ``__name__`` and pydantic forward references work) and
-  top-level ``await`` is allowed. A failure names ``file:line`` of the block, and the traceback
-  points at the Markdown lines themselves.
+- ```python: executed, unless its info string names a file (```python file=app/x.py: a file for
+  the reader to create, only compiled here; tests/integration/test_add_a_context.py applies such
+  blocks to a copy of the repository). All blocks of one file share ONE namespace (a module
+  registered in ``sys.modules`` while the file runs, so ``__name__`` and pydantic forward
+  references work) and top-level ``await`` is allowed. A failure names ``file:line`` of the
+  block, and the traceback points at the Markdown lines themselves.
 - ```json: must parse.
 - ```bash / ```sh / ```shell / ```console (in console blocks only ``$ `` lines are commands):
   every ``make`` command must name targets of the Makefile; every ``curl`` must use ``-f``/``--fail``
@@ -61,6 +63,15 @@ class Block:
     lang: str
     line: int  # 1-based line of the opening fence
     text: str
+    info: str = ""  # the whole info string, e.g. "python file=app/teams/domain.py"
+
+    @property
+    def file(self) -> str | None:
+        """The file a block shows (``file=PATH`` in its info string): a file for the reader to
+        create or, as a ```diff, to edit; compiled here, never executed (tests/integration/
+        test_add_a_context.py applies them to a copy of the repository)."""
+        match = re.search(r"(?:^|\s)file=(\S+)", self.info)
+        return match[1] if match else None
 
 
 # --- discovery --------------------------------------------------------------------------------
@@ -107,7 +118,7 @@ def parse_blocks(text: str, where: str = "<markdown>") -> list[Block]:
         if end == len(lines):
             raise ExampleError(f"{where}:{index + 1}: code fence {fence!r} is never closed")
         lang = info.split()[0].lower() if info else ""
-        blocks.append(Block(lang=lang, line=index + 1, text="\n".join(body) + "\n"))
+        blocks.append(Block(lang=lang, line=index + 1, text="\n".join(body) + "\n", info=info))
         index = end + 1
     return blocks
 
@@ -339,7 +350,7 @@ async def check_markdown(path: Path, text: str, server: Callable[[], DocsServer]
             compile_block(block, path)
     with _FileNamespace(path) as namespace:
         for block in blocks:
-            if block.lang in PYTHON:
+            if block.lang in PYTHON and block.file is None:
                 await run_python(block, path, namespace)
             elif block.lang in JSON:
                 try:
@@ -451,6 +462,15 @@ async def test_failing_python_block_names_file_and_line() -> None:
 async def test_syntax_error_fails_before_anything_runs() -> None:
     with pytest.raises(ExampleError, match=r"EXAMPLE\.md:4: ```python block has a syntax error at line 5"):
         await _check("```python\nraise SystemExit('ran')\n```\n```python\ndef broken(:\n```\n")
+
+
+async def test_file_blocks_are_compiled_but_not_executed() -> None:
+    text = "```python file=app/example.py\nraise SystemExit('ran')\n```\n```diff file=app/x.py\n-a\n+b\n```\n"
+    assert [block.file for block in parse_blocks(text)] == ["app/example.py", "app/x.py"]
+    assert parse_blocks("```python\nx = 1\n```\n")[0].file is None
+    await _check(text)
+    with pytest.raises(ExampleError, match=r"EXAMPLE\.md:1: ```python block has a syntax error"):
+        await _check("```python file=app/broken.py\ndef broken(:\n```\n")
 
 
 async def test_invalid_json_fails() -> None:

@@ -57,3 +57,17 @@ def test_the_project_is_importable_from_any_directory(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, f"not installed: run `make install` ({done.stderr.strip()})"
     assert Path(done.stdout.strip()) == ROOT / "app" / "__init__.py"
+
+
+def test_the_worker_does_not_build_or_import_the_api() -> None:
+    """The worker shares the composition (app.composition), not the API's app factory."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, app.worker; print('app.main' in sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -1,7 +1,8 @@
 """Explicit mapping from domain events (internal) to integration events (the public contract).
 
 Only mapped domain events leave the service; everything else stays an internal detail. The mapper
-stamps each integration event with the source service and the current correlation id.
+stamps each integration event with the source service, the current correlation id and, for work
+caused by a consumed message, that message's id as the causation id.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from app.building_blocks.correlation import get_correlation_id
+from app.building_blocks.correlation import get_causation_id, get_correlation_id
 from app.building_blocks.domain.events import DomainEvent, IntegrationEvent
 
 TDomainEvent = TypeVar("TDomainEvent", bound=DomainEvent)
@@ -36,6 +37,7 @@ class IntegrationEventMapper:
                 "occurred_at": event.occurred_at,
                 "source": self.source,
                 "correlation_id": integration.correlation_id or get_correlation_id(),
+                "causation_id": integration.causation_id or get_causation_id(),
             }
         )
 

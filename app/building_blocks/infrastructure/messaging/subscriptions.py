@@ -18,6 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.building_blocks.application.mediator import Mediator
 from app.building_blocks.application.requests import Request
+from app.building_blocks.correlation import (
+    get_correlation_id,
+    reset_causation_id,
+    reset_correlation_id,
+    set_causation_id,
+    set_correlation_id,
+)
 from app.building_blocks.infrastructure.messaging.consumer import MessageHandler
 from app.building_blocks.infrastructure.messaging.envelope import ReceivedMessage
 from app.building_blocks.infrastructure.persistence.unit_of_work import enlist
@@ -31,12 +38,25 @@ class MessageContext:
 
     session: AsyncSession
     mediator: Mediator[Any]
+    message: ReceivedMessage | None = None
 
     async def send(self, request: Request[T]) -> T:
         """Send ``request`` through the mediator, its unit of work joined to the inbox's
-        transaction (as a savepoint: a command that fails undoes only its own writes)."""
-        with enlist(self.session):
-            return await self.mediator.send(request)
+        transaction (as a savepoint: a command that fails undoes only its own writes).
+
+        The events it raises carry the message's correlation id (its ``ce_correlationid``, else
+        its id) and, as their causation id, the message's id.
+        """
+        message_id = self.message.message_id if self.message else None
+        correlation = self.message.headers.get("ce_correlationid") if self.message else None
+        correlation_token = set_correlation_id(correlation or message_id or get_correlation_id())
+        causation_token = set_causation_id(message_id)
+        try:
+            with enlist(self.session):
+                return await self.mediator.send(request)
+        finally:
+            reset_causation_id(causation_token)
+            reset_correlation_id(correlation_token)
 
 
 SubscriptionHandler = Callable[[ReceivedMessage, MessageContext], Awaitable[None]]
@@ -67,6 +87,6 @@ class Subscription:
         handler = self.handler
 
         async def handle(message: ReceivedMessage, session: AsyncSession) -> None:
-            await handler(message, MessageContext(session, mediator))
+            await handler(message, MessageContext(session, mediator, message))
 
         return handle
