@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import JSON, Column
 
 from app.building_blocks.infrastructure.persistence.database import (
     DatabaseUnavailableError,
@@ -31,6 +34,29 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def server_defaults_differ(
+    _context: Any,
+    inspected_column: Column[Any],
+    _metadata_column: Column[Any],
+    inspected_default: str | None,
+    _metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """Alembic's server-default comparison, except for JSON columns: it asks PostgreSQL
+    ``SELECT '{}'::json = '{}'``, and json has no ``=``. Those compare as text, casts dropped."""
+    if not isinstance(inspected_column.type, JSON):
+        return None  # Alembic's own comparison
+    return _without_casts(inspected_default) != _without_casts(rendered_metadata_default)
+
+
+def _without_casts(default: str | None) -> str | None:
+    return None if default is None else re.sub(r"::[a-z_ ]+$", "", default.strip())
+
+
+COMPARE: dict[str, Any] = {"compare_type": True, "compare_server_default": server_defaults_differ}
+"""How autogenerate and the drift test compare the models with the database."""
 
 
 async def _reachable(settings: DatabaseSettings) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from app.building_blocks.infrastructure.persistence.database import create_engine
 from app.metadata import metadata
+from app.migrate import COMPARE
 from app.settings import DatabaseSettings
 
 config = context.config
@@ -27,8 +28,7 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-        compare_server_default=True,
+        **COMPARE,
     )
     with context.begin_transaction():
         context.run_migrations()

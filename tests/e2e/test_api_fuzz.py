@@ -13,25 +13,37 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
+from app.main import create_app
+from tests.conftest import make_settings
+
 EXAMPLES_PER_OPERATION = 40
-OPERATIONS = 10  # every operation gets its own test below; a new endpoint must raise this
 
 
-def operations(base_url: str) -> list[schemathesis.APIOperation]:
+def schema_operations() -> list[str]:
+    """Every operation of the service's own OpenAPI document, known at collection time (the app is
+    built, not served: nothing connects), so each gets its own test and none is left out."""
+    paths = create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi()["paths"]
+    return sorted(f"{method.upper()} {path}" for path, item in paths.items() for method in item)
+
+
+OPERATIONS = schema_operations()
+
+
+def operations(base_url: str) -> dict[str, schemathesis.APIOperation]:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    return [result.ok() for result in schema.get_all_operations()]
+    found = [result.ok() for result in schema.get_all_operations()]
+    return {operation.label: operation for operation in found}
 
 
 def test_every_operation_is_fuzzed(base_url: str) -> None:
-    labels = {operation.label for operation in operations(base_url)}
-    assert "POST /api/v1/users" in labels
-    assert "PATCH /api/v1/users/{user_id}" in labels
-    assert len(labels) == OPERATIONS, sorted(labels)
+    assert "POST /api/v1/users" in OPERATIONS
+    assert "PATCH /api/v1/users/{user_id}" in OPERATIONS
+    assert sorted(operations(base_url)) == OPERATIONS  # the server serves what the tests cover
 
 
-@pytest.mark.parametrize("index", range(OPERATIONS))
-def test_no_input_breaks_the_api(base_url: str, index: int) -> None:
-    operation = operations(base_url)[index]
+@pytest.mark.parametrize("label", OPERATIONS)
+def test_no_input_breaks_the_api(base_url: str, label: str) -> None:
+    operation = operations(base_url)[label]
 
     @given(case=operation.as_strategy())
     @settings(

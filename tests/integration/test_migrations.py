@@ -14,15 +14,13 @@ from sqlalchemy.engine import Connection
 
 from app.building_blocks.infrastructure.persistence.database import create_engine
 from app.metadata import metadata
-from app.migrate import alembic_config, upgrade
+from app.migrate import COMPARE, alembic_config, upgrade
 from app.settings import DatabaseSettings
 from tests.services import create_postgres_database, drop_postgres_database
 
 
 def _diff(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "compare_server_default": False}
-    )
+    context = MigrationContext.configure(connection, opts=COMPARE)  # what autogenerate uses
     return list(compare_metadata(context, metadata))
 
 
