@@ -21,6 +21,7 @@ from pathlib import Path
 
 NOT_INHERITED = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST"}
 NOT_INHERITED |= {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "BASE_URL"}
+NOT_INHERITED |= {"SERVICE_NAME", "TOPIC_OVERRIDES"}  # the copy's own defaults name its service
 NOT_INHERITED_PREFIXES = ("COVERAGE_",)  # `make test` measures our tree, not the copy
 
 
@@ -40,10 +41,11 @@ def copy_worktree(source: Path, target: Path) -> Path:
     return target
 
 
-def copy_venv(root: Path) -> Path:
+def copy_venv(root: Path, *, console_scripts: bool = False) -> Path:
     """``root/.venv``: our packages through a ``.pth`` line (their own ``.pth`` files, our editable
     install among them, are not processed) and ``root`` itself, as an editable install puts it.
-    Returns its ``python``."""
+    With ``console_scripts`` it also gets our tools (ruff, mypy, ...) running its own python, for
+    ``make`` targets that call ``.venv/bin/<tool>``. Returns its ``python``."""
     venv = root / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -51,7 +53,24 @@ def copy_venv(root: Path) -> Path:
     site_packages = venv / "lib" / version / "site-packages"
     (site_packages / "_inherited.pth").write_text("\n".join(ours) + "\n")
     (site_packages / "_project.pth").write_text(f"{root}\n")
+    if console_scripts:
+        _copy_console_scripts(Path(sys.executable).parent, venv / "bin")
     return venv / "bin" / "python"
+
+
+def _copy_console_scripts(ours: Path, theirs: Path) -> None:
+    """Python entry points are rewritten to the copy's interpreter; anything else is linked."""
+    for script in sorted(ours.iterdir()):
+        target = theirs / script.name
+        if target.exists() or script.name.startswith(("python", "activate", "Activate", "pip", ".")):
+            continue
+        head = script.read_bytes()[:200]
+        if head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]:
+            body = script.read_text().split("\n", 1)[1]
+            target.write_text(f"#!{theirs / 'python'}\n{body}")
+            target.chmod(0o755)
+        else:
+            target.symlink_to(script)
 
 
 def copy_environment() -> dict[str, str]:

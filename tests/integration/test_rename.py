@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +22,12 @@ import pytest
 
 from scripts.rename import KEPT, check_name, current_name, rename
 from tests.conftest import ROOT
+from tests.repo_copy import copy_environment, copy_venv, copy_worktree
 
 OLD = current_name(ROOT)
 NEW = "billing-service" if OLD != "billing-service" else "ledger-service"
 # Every spelling of the old name: kebab, snake, spaced (Title Case), joined (CamelCase); git grep -i.
 OLD_ANY_FORM = re.escape(OLD).replace(r"\-", "[-_ ]?")
-# Variables that would make the copy's make, pytest or settings differ from a fresh checkout.
-NOT_INHERITED = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST"}
-NOT_INHERITED |= {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "SERVICE_NAME", "USERS_TOPIC"}
-# ...and `make test`'s coverage: the copy is another project, not measured as ours.
-NOT_INHERITED_PREFIXES = ("COVERAGE_",)
 TIMEOUT = 900
 
 
@@ -78,20 +72,12 @@ class Copy:
         )
 
 
-def inherited_environment() -> dict[str, str]:
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name not in NOT_INHERITED and not name.startswith(NOT_INHERITED_PREFIXES)
-    }
-
-
 def import_app_from(python: str | Path, cwd: Path) -> str:
     """Where ``import app`` resolves for ``python`` outside any checkout (or why it cannot)."""
     result = subprocess.run(
         [str(python), "-c", "import app; print(app.__file__)"],
         cwd=cwd,
-        env=inherited_environment(),
+        env=copy_environment(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -100,48 +86,16 @@ def import_app_from(python: str | Path, cwd: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else f"(fails: {result.stderr.strip()[-200:]})"
 
 
-def own_venv(venv: Path) -> None:
-    """A venv that reuses this environment's packages (a ``.pth`` line: their ``.pth`` files, our
-    editable install among them, are not processed) and its console scripts (ruff, mypy)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    inherited = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
-    (venv / "lib" / version / "site-packages" / "_inherited.pth").write_text("\n".join(inherited) + "\n")
-    ours, theirs = Path(sys.executable).parent, venv / "bin"
-    for script in sorted(ours.iterdir()):
-        target = theirs / script.name
-        if target.exists() or script.name.startswith(("python", "activate", "Activate", "pip", ".")):
-            continue
-        head = script.read_bytes()[:200]
-        if head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]:
-            body = script.read_text().split("\n", 1)[1]
-            target.write_text(f"#!{theirs / 'python'}\n{body}")
-            target.chmod(0o755)
-        else:
-            target.symlink_to(script)
-
-
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory: pytest.TempPathFactory) -> Copy:
     """The working tree as git sees it (tracked, and untracked but not ignored), committed."""
-    root = tmp_path_factory.mktemp("rename") / "repo"
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    )
-    for name in sorted(set(listed.stdout.decode().split("\0")) - {""}):
-        source, target = ROOT / name, root / name
-        if source.is_symlink() or source.is_file():  # a tracked file deleted in the tree is skipped
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target, follow_symlinks=False)
-    env = inherited_environment()
+    root = copy_worktree(ROOT, tmp_path_factory.mktemp("rename") / "repo")
+    env = copy_environment()
     env["PATH"] = f"{root / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     copied = Copy(root, env)
     copied.ok("git", "init", "-q")
     copied.commit("copy")
-    own_venv(root / ".venv")
+    copy_venv(root, console_scripts=True)  # make lint installs the renamed project into it
     return copied
 
 
