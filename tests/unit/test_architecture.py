@@ -87,3 +87,27 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     assert imports(sample) == ["sqlalchemy", "app.users.domain", ".relative"]
     assert not within("pydantic_settings", ("pydantic",))
     assert within("pydantic.networks", ("pydantic",))
+
+
+def contexts() -> list[str]:
+    """Every bounded context: a package of app/ that declares itself in a module.py."""
+    return sorted(path.parent.name for path in APP.glob("*/module.py"))
+
+
+@pytest.mark.parametrize("context", contexts())
+def test_a_context_imports_the_kit_itself_and_other_contexts_published_events_only(context: str) -> None:
+    """Contexts meet through their published integration events, never through each other's
+    internals or the composition roots (app.main, app.settings, ...), which import them."""
+    others = [f"app.{other}.integration_events" for other in contexts() if other != context]
+    allowed = ("app.building_blocks", f"app.{context}", *others)
+    offenders = [
+        f"{path.relative_to(APP.parent)} imports {module}"
+        for path in files(context)
+        for module in imports(path)
+        if (within(module, ("app",)) or module == ".relative") and not within(module, allowed)
+    ]
+    assert offenders == []
+
+
+def test_the_users_context_is_found() -> None:
+    assert "users" in contexts()
