@@ -107,11 +107,6 @@ class SqlAlchemyUnitOfWork:
         self.tracker = AggregateTracker()
         self.read_only = False
 
-    @property
-    def enlisted(self) -> bool:
-        """Whether this unit of work joined an outer transaction (see :func:`enlist`)."""
-        return self._savepoint is not None
-
     def add_hook(self, hook: CommitHook) -> None:
         """Add a commit hook before the unit of work is committed."""
         self._hooks = (*self._hooks, hook)
