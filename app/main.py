@@ -41,7 +41,12 @@ async def parked_outbox_rows(engine: AsyncEngine) -> Mapping[str, int] | Degrade
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(service=settings.service_name, level=settings.log_level, json=settings.log_json)
+    configure_logging(
+        service=settings.service_name,
+        level=settings.log_level,
+        json=settings.log_json,
+        access_log=settings.access_log,
+    )
     # Embedded mode runs the relay and consumers in this process; otherwise the worker does.
     embedded = settings.kafka.embedded
     service = build_service(settings, relay=embedded, consumers=embedded)

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    access_log: bool = Field(
+        default=False,
+        description="a log line per HTTP request (uvicorn's access log); uvicorn's --no-access-log wins",
+    )
     include_stack_trace: bool = False
     readiness_timeout: float = Field(default=2.0, gt=0)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=0)

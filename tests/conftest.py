@@ -120,7 +120,7 @@ def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[st
 
 @contextmanager
 def server_process(
-    database_url: str, log_path: Path, **env: str
+    database_url: str, log_path: Path, *uvicorn_args: str, **env: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``running_server`` with its process, for tests that signal or kill it."""
     port = free_port()
@@ -147,6 +147,7 @@ def server_process(
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *uvicorn_args,
             ],
             cwd=ROOT,
             env=environment,

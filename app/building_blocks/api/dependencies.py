@@ -9,8 +9,11 @@ from fastapi import Depends, Request
 from app.building_blocks.application.mediator import Mediator
 
 
-def get_mediator(request: Request) -> Mediator[Any]:
-    """The application's mediator, put on ``app.state.mediator`` by the composition root."""
+async def get_mediator(request: Request) -> Mediator[Any]:
+    """The application's mediator, put on ``app.state.mediator`` by the composition root.
+
+    ``async``: FastAPI runs a plain ``def`` dependency in a thread pool, a hop per request.
+    """
     mediator: Mediator[Any] | None = getattr(request.app.state, "mediator", None)
     if mediator is None:
         raise RuntimeError("app.state.mediator is not set; wire a Mediator in the composition root")

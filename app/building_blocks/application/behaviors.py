@@ -14,12 +14,17 @@ logger = logging.getLogger("app.mediator")
 
 
 class LoggingBehavior:
-    """One log line per request: name, kind, outcome and duration.
+    """A log line per request that needs one: name, kind, outcome and duration.
 
-    Business errors are expected outcomes (logged at INFO). Anything else is logged at ERROR with
-    its type; the traceback is logged once, by whoever catches it last (the HTTP error middleware,
-    the worker loop), not at every layer it passes.
+    A request handled in time is logged at DEBUG only: a line per request at INFO costs more than
+    the kit's whole request path and says nothing an operator acts on. One slower than
+    ``slow_ms`` is logged at WARNING. Business errors are expected outcomes (INFO). Anything else
+    is logged at ERROR with its type; the traceback is logged once, by whoever catches it last
+    (the HTTP error middleware, the worker loop), not at every layer it passes.
     """
+
+    def __init__(self, *, slow_ms: float = 500.0) -> None:
+        self.slow_ms = slow_ms
 
     async def handle(self, context: RequestContext[Any], call_next: NextStep) -> Any:
         started = time.perf_counter()
@@ -37,8 +42,13 @@ class LoggingBehavior:
             extra.update(outcome="failed", error_type=type(error).__name__, duration_ms=_ms(started))
             logger.error("%s failed: %s", context.request_name, type(error).__name__, extra=extra)
             raise
-        extra.update(outcome="handled", duration_ms=_ms(started))
-        logger.info("%s handled", context.request_name, extra=extra)
+        duration = _ms(started)
+        if duration >= self.slow_ms:
+            extra.update(outcome="handled", duration_ms=duration, slow=True)
+            logger.warning("%s handled slowly: %.0f ms", context.request_name, duration, extra=extra)
+        elif logger.isEnabledFor(logging.DEBUG):
+            extra.update(outcome="handled", duration_ms=duration)
+            logger.debug("%s handled", context.request_name, extra=extra)
         return result
 
 

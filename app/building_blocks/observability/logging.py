@@ -69,9 +69,16 @@ class RepeatFilter(logging.Filter):
 NOISY_LIBRARIES = ("aiokafka",)
 
 
-def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -> None:
-    """Route the root logger (and uvicorn's) to stdout; idempotent, safe to call per worker."""
+def configure_logging(
+    *, service: str, level: str = "INFO", json: bool = True, access_log: bool = False
+) -> None:
+    """Route the root logger (and uvicorn's) to stdout; idempotent, safe to call per worker.
+
+    ``level`` bounds every record written, uvicorn's included. The access log (a line per HTTP
+    request) is off unless ``access_log``; even then uvicorn's ``--no-access-log`` wins.
+    """
     handler = logging.StreamHandler(sys.stdout)
+    handler.setLevel(level.upper())  # also for loggers with a lower level of their own (uvicorn's)
     handler.addFilter(ContextFilter(service))
     handler.addFilter(RepeatFilter(loggers=NOISY_LIBRARIES))
     formatter: logging.Formatter
@@ -93,7 +100,18 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -
     root.addHandler(handler)
     root.setLevel(level.upper())
     # uvicorn installs its own handlers; let its records flow through ours instead.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error"):
+    for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    _configure_access_log(enabled=access_log)
+
+
+def _configure_access_log(*, enabled: bool) -> None:
+    """uvicorn's ``--no-access-log`` leaves ``uvicorn.access`` without handlers and not
+    propagating; remembered on first sight, so a second call still honours it."""
+    access = logging.getLogger("uvicorn.access")
+    if not hasattr(access, "_app_server_disabled"):
+        access._app_server_disabled = not access.handlers and not access.propagate  # type: ignore[attr-defined]
+    access.handlers.clear()
+    access.propagate = enabled and not access._app_server_disabled  # type: ignore[attr-defined]

@@ -156,15 +156,31 @@ async def test_a_failing_handler_is_not_committed() -> None:
     assert not uow.committed
 
 
-async def test_logging_behaviour_logs_outcome(caplog: pytest.LogCaptureFixture) -> None:
+async def test_logging_behaviour_logs_a_request_handled_in_time_at_debug_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     mediator: Mediator[Any] = Mediator(behaviors=[LoggingBehavior()])
     mediator.register(Ping, PingHandler())
     with caplog.at_level("INFO", logger="app.mediator"):
         await mediator.send(Ping(text="x"))
+    assert [r for r in caplog.records if r.name == "app.mediator"] == []
+    with caplog.at_level("DEBUG", logger="app.mediator"):
+        await mediator.send(Ping(text="x"))
     [record] = [r for r in caplog.records if r.name == "app.mediator"]
-    assert record.getMessage() == "Ping handled"
+    assert (record.levelname, record.getMessage()) == ("DEBUG", "Ping handled")
     assert record.outcome == "handled"  # type: ignore[attr-defined]
     assert record.request_kind == "query"  # type: ignore[attr-defined]
+
+
+async def test_logging_behaviour_logs_a_slow_request_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    mediator: Mediator[Any] = Mediator(behaviors=[LoggingBehavior(slow_ms=0)])
+    mediator.register(Ping, PingHandler())
+    with caplog.at_level("INFO", logger="app.mediator"):
+        await mediator.send(Ping(text="x"))
+    [record] = [r for r in caplog.records if r.name == "app.mediator"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith("Ping handled slowly")
+    assert record.slow is True  # type: ignore[attr-defined]
 
 
 def test_requests_are_immutable() -> None:
