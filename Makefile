@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install run restart build test test-unit test-integration test-e2e services format lint \
         clean lock migrate docker-build docker-deploy docker-stop obs-up obs-down obs-status \
-        run-with-obs obs-all bench worker services-down
+        run-with-obs obs-all bench bench-api worker services-down
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ worker: migrate ## Run the outbox relay and the consumers (python -m app.worker)
 
 bench: install services ## Measure the outbox relay: events/s vs a raw producer, commit-to-ack latency
 	$(BIN)/python -m bench.relay_throughput
+
+bench-api: install services ## Measure the API with wrk: req/s, p50/p99, CPU per request vs bare FastAPI + asyncpg
+	$(BIN)/python -m bench.api_throughput
 
 format: install ## Format and auto-fix the code
 	$(BIN)/ruff format app migrations tests bench scripts

@@ -39,6 +39,7 @@ def build_engine(settings: Settings) -> AsyncEngine:
         lock_timeout=db.lock_timeout,
         statement_timeout=db.statement_timeout or None,
         application_name=settings.service_name,
+        ping_after_idle=db.ping_after_idle,
     )
 
 

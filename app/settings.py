@@ -38,6 +38,9 @@ class DatabaseSettings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     lock_timeout: float = Field(default=5.0, gt=0)
     statement_timeout: float = Field(default=30.0, ge=0)
+    ping_after_idle: float = Field(
+        default=30.0, gt=0, description="seconds idle after which a pooled connection is pinged before use"
+    )
 
     @field_validator("url")
     @classmethod

@@ -165,7 +165,13 @@ def create_app() -> FastAPI:
         response.headers["Location"] = f"{PREFIX}/{user_id}"
         response.headers["ETag"] = '"1"'
         return UserOut(
-            id=user_id, email=email, name=body.name, status="active", created_at=now, updated_at=now, version=1
+            id=user_id,
+            email=email,
+            name=body.name,
+            status="active",
+            created_at=now,
+            updated_at=now,
+            version=1,
         )
 
     return app

@@ -2,7 +2,9 @@
 # Start the services the tests and the full mode need, natively (no Docker needed).
 #   scripts/services.sh up       start what is missing: PostgreSQL (installed from Debian's packages
 #                                when root), then a single-node Kafka (kafka/broker.sh: Java 17 and
-#                                Maven, installed the same way when missing)
+#                                Maven, installed the same way when missing); wrk, the load
+#                                generator of `make bench-api`, is installed too when missing and
+#                                root (optional: failing to install it only warns)
 #   scripts/services.sh down     stop Kafka (PostgreSQL is the machine's cluster and keeps running)
 #   scripts/services.sh status   say what answers
 # `up` fails when any service did not come up; each one is still tried.
@@ -62,6 +64,20 @@ postgres_up() {
   log "PostgreSQL on $PG_HOST:$PG_PORT (role $APP_ROLE, database $APP_DB)"
 }
 
+wrk_install() {
+  # Optional (make bench-api only): never fails `up`, at most warns.
+  if command -v wrk >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "wrk is not installed (make bench-api needs it; apt-get install wrk); the rest works without it"
+    return 0
+  fi
+  log "installing wrk from Debian's packages (for make bench-api)"
+  if ! { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; then
+    log "warning: could not install wrk; make bench-api needs it (its smoke test is skipped); the rest works without it"
+  fi
+  return 0
+}
+
 kafka_up() {
   local line
   if line=$(bash "$KAFKA_BROKER" up); then
@@ -81,6 +97,7 @@ case "${1:-up}" in
   up)
     failed=0
     postgres_up || failed=1
+    wrk_install
     kafka_up || failed=1
     exit "$failed"
     ;;

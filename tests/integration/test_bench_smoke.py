@@ -1,18 +1,22 @@
-"""The relay benchmark (bench/relay_throughput.py) still runs end to end, on tiny sizes.
+"""The benchmarks (bench/relay_throughput.py, bench/api_throughput.py) still run end to end, on
+tiny sizes.
 
-Only behaviour is asserted: every event is published and acked, each figure is measured, the
-summary has its lines and the database is dropped. Speed is what the benchmark reports, never
-what a test checks.
+Only behaviour is asserted: every event is published and acked, every request answered, each
+figure is measured, the summary has its lines and the database is dropped. Speed is what the
+benchmarks report, never what a test checks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import shutil
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
+from bench import api_throughput
 from bench.relay_throughput import (
     amain,
     database_exists,
@@ -23,7 +27,7 @@ from bench.relay_throughput import (
 from tests.kafka_service import require_kafka
 from tests.services import create_postgres_database, drop_postgres_database, postgres_admin_url
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.postgres]  # the relay benchmark's tests need Kafka too (marked)
 
 SUMMARY_KEYS = [
     "relay_throughput_eps",
@@ -68,6 +72,7 @@ def tiny(bootstrap: str, admin_url: str) -> list[str]:
     ]
 
 
+@pytest.mark.kafka
 async def test_the_benchmark_publishes_every_event_and_reports_every_figure(
     services: tuple[str, str],
 ) -> None:
@@ -107,6 +112,7 @@ async def test_the_benchmark_publishes_every_event_and_reports_every_figure(
     assert not await database_exists(services[1], report.database)
 
 
+@pytest.mark.kafka
 async def test_the_command_prints_the_summary_and_exits_0(
     services: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,6 +125,7 @@ async def test_the_command_prints_the_summary_and_exits_0(
         assert any(line.startswith(f"{key}=") for line in summary), key
 
 
+@pytest.mark.kafka
 async def test_an_unreachable_database_is_an_error_not_a_measurement(
     services: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,3 +134,92 @@ async def test_an_unreachable_database_is_an_error_not_a_measurement(
     code = await amain(["--events", "10", "--bootstrap", bootstrap, "--database-admin-url", unreachable])
     assert code != 0
     assert "cannot create a database" in capsys.readouterr().err
+
+
+# --- bench/api_throughput.py ------------------------------------------------------------------------
+
+API_SUMMARY_NUMBERS = [
+    f"{route}_{figure}"
+    for route in ("get", "post", "health")
+    for figure in (
+        "service_rps",
+        "baseline_rps",
+        "ratio",
+        "service_p50_ms",
+        "service_p99_ms",
+        "baseline_p50_ms",
+        "baseline_p99_ms",
+        "service_cpu_ms_per_req",
+        "baseline_cpu_ms_per_req",
+    )
+] + [
+    "requests",
+    "non_2xx",
+    "socket_errors",
+    "outbox_row_bytes_service",
+    "outbox_row_bytes_baseline",
+    "service_log_lines",
+    "service_log_errors",
+    "baseline_log_errors",
+]
+
+
+def require_wrk() -> None:
+    """wrk is an optional tool (make bench-api only): without it the smoke test is skipped."""
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (the load generator of make bench-api); apt-get install wrk")
+
+
+@pytest.fixture(scope="module")
+async def postgres_admin() -> str:
+    """A PostgreSQL role that may create databases, or skip (fail in CI) like the rest."""
+    probe = await create_postgres_database()
+    await drop_postgres_database(probe)
+    return postgres_admin_url()
+
+
+async def test_the_api_benchmark_runs_every_pair_and_reports_every_figure(postgres_admin: str) -> None:
+    require_wrk()
+    options = api_throughput.parse_args(
+        [
+            *("--duration", "1", "--warmup", "0", "--rounds", "1", "--connections", "4"),
+            *("--users", "20", "--database-admin-url", postgres_admin),
+        ]
+    )
+    progress = io.StringIO()
+    report = await api_throughput.run_benchmark(options, out=progress)
+
+    # one service run and one baseline run per path, each answered, measured and error-free
+    assert sorted((run.route, run.target) for run in report.runs) == sorted(
+        (route, target) for route in ("get", "post", "health") for target in ("service", "baseline")
+    )
+    for run in report.runs:
+        assert run.wrk.requests > 0, run
+        assert run.wrk.non_2xx == 0, run
+        assert run.cpu > 0, run  # the server's CPU was read from /proc
+        assert run.wrk.p50_ms <= run.wrk.p99_ms <= run.wrk.max_ms
+    assert report.non_2xx == 0
+    # the baseline writes outbox rows the size of the service's
+    sizes = report.outbox_row_bytes
+    assert sizes["service"] > 0
+    assert abs(sizes["service"] - sizes["baseline"]) <= 0.05 * sizes["service"], sizes
+    assert not report.warnings  # both answer the same JSON
+
+    summary = dict(line.split("=", 1) for line in api_throughput.summary_lines(report) if "=" in line)
+    for key in API_SUMMARY_NUMBERS:
+        float(summary[key])  # present, and a number
+    assert summary["non_2xx"] == "0"
+    assert summary["get_target"].startswith(("PASS", "MISS"))
+    assert summary["post_target"].startswith(("PASS", "MISS"))
+    assert "dropped" in progress.getvalue()
+    assert not await database_exists(postgres_admin, report.database)
+    logs = [stats.path for stats in report.logs.values()]
+    assert not any([await asyncio.to_thread(path.exists) for path in logs])  # temp files removed
+
+
+async def test_the_api_benchmark_without_wrk_says_so_and_fails(
+    postgres_admin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = await api_throughput.amain(["--wrk", "/nonexistent/wrk", "--database-admin-url", postgres_admin])
+    assert code != 0
+    assert "wrk" in capsys.readouterr().err

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
 
 from app.building_blocks.infrastructure.persistence.errors import (
     UnstorableValueError,
@@ -39,12 +43,16 @@ def create_engine(
     lock_timeout: float = 5.0,
     statement_timeout: float | None = 30.0,
     application_name: str | None = None,
+    ping_after_idle: float = 30.0,
 ) -> AsyncEngine:
     """Build an engine with the settings each backend needs to be safe under concurrency.
 
     ``lock_timeout`` bounds how long a statement waits for a row lock (PostgreSQL) or the write
     lock (SQLite ``busy_timeout``); past it the request fails as temporarily unavailable (503)
     rather than holding a connection forever. SQLite ignores the pool settings.
+
+    Dead pooled connections are replaced before a request sees them (see
+    :func:`_replace_dead_connections`), without a round trip on every checkout.
     """
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
@@ -64,21 +72,54 @@ def create_engine(
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
-            pool_pre_ping=True,
             connect_args=connect_args,
         )
+        _replace_dead_connections(engine, ping_after_idle, ping_timeout=connect_timeout)
     event.listen(engine.sync_engine, "handle_error", _translate_driver_errors)
     return engine
+
+
+_IDLE_SINCE = "idle_since"
+
+
+def _replace_dead_connections(engine: AsyncEngine, ping_after_idle: float, *, ping_timeout: float) -> None:
+    """Check a pooled connection when it is checked out, at no cost unless it may be dead.
+
+    A server that ends a session (a restart, a failover, ``pg_terminate_backend``) closes its
+    socket, and the driver notices while the connection sits in the pool: such a connection is
+    replaced without a round trip. One idle longer than ``ping_after_idle`` seconds (a firewall
+    may have dropped it silently) is pinged first, for at most ``ping_timeout`` seconds: a dropped
+    connection never answers. ``pool_pre_ping`` would instead spend a round
+    trip (BEGIN, ping, ROLLBACK on asyncpg) on every checkout, a third of a fast request's cost.
+    Raising :class:`DisconnectionError` makes the pool connect afresh, unseen by the request.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        driver_connection = getattr(dbapi_connection, "_connection", None)
+        is_closed = getattr(driver_connection, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since > ping_after_idle:
+            try:
+                if driver_connection is not None and hasattr(driver_connection, "execute"):
+                    await_only(driver_connection.execute(";", timeout=ping_timeout))  # asyncpg
+                else:
+                    dbapi_connection.ping()
+            except Exception as error:
+                raise DisconnectionError(f"an idle pooled connection failed its ping: {error!r}") from error
 
 
 def _translate_driver_errors(context: ExceptionContext) -> BaseException | None:
     """Data exceptions become 400s, lock and busy timeouts 503s; the rest stay as they are.
 
-    The pool's pre-ping is left alone: a pooled connection whose server session ended (a restart,
-    a failover, ``pg_terminate_backend``) fails its ping, and SQLAlchemy then discards every pooled
-    connection as old as it and connects afresh, unseen by the request. Translating that failure
-    would hand the request a 503 for each dead connection instead. A ping that fails for another
-    reason is raised again as a connect error and comes back here, no longer a pre-ping.
+    A pre-ping (``pool_pre_ping``, when a caller turns it on) is left alone: a failed ping makes
+    SQLAlchemy connect afresh, unseen by the request; translating it would hand the request a 503.
     """
     if context.is_pre_ping:
         return None

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.building_blocks.application.exceptions import TemporarilyUnavailableError
@@ -108,3 +109,67 @@ async def test_a_connection_lost_before_the_unit_of_work_ends_changes_no_outcome
         pid = await backend_pid(reader)
         await terminate_backend(admin, pid)
     assert pid > 0
+
+
+class FreezingProxy:
+    """A TCP proxy to PostgreSQL whose open connections can be frozen: bytes stop flowing both
+    ways, nothing is closed (what a firewall dropping an idle connection looks like). New
+    connections still go through."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.frozen: set[asyncio.StreamWriter] = set()
+        self.open: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def freeze_open_connections(self) -> None:
+        self.frozen |= self.open
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.target)
+        self.open.add(client_writer)
+
+        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                if client_writer in self.frozen:
+                    continue  # swallowed: the peer waits for an answer that never comes
+                writer.write(data)
+                await writer.drain()
+
+        try:
+            await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            for writer in (client_writer, server_writer):
+                writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.open:
+            writer.transport.abort()
+
+
+async def test_a_connection_dropped_silently_while_idle_is_pinged_and_replaced(database_url: str) -> None:
+    url = make_url(database_url)
+    proxy = FreezingProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    engine = create_engine(
+        url.set(port=port), pool_size=1, max_overflow=0, ping_after_idle=0.2, connect_timeout=1.0
+    )
+    try:
+        async with engine.connect() as connection:  # the pool's one connection, then back to the pool
+            first = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        proxy.freeze_open_connections()
+        await asyncio.sleep(0.3)  # idle for longer than ping_after_idle
+        async with asyncio.timeout(10), engine.connect() as connection:  # without the ping: hangs
+            second = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert second != first  # a new connection, the request never saw the dead one
+    finally:
+        await engine.dispose()
+        await proxy.close()
