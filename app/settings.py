@@ -32,8 +32,8 @@ class DatabaseSettings(BaseSettings):
 
     url: str = DEFAULT_DATABASE_URL
     echo: bool = False
-    pool_size: int = Field(default=10, ge=1)
-    max_overflow: int = Field(default=10, ge=0)
+    pool_size: int = Field(default=20, ge=1)
+    max_overflow: int = Field(default=0, ge=0)  # overflow connections are closed on return: churn
     pool_timeout: float = Field(default=10.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     lock_timeout: float = Field(default=5.0, gt=0)

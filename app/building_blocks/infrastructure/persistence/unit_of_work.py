@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_
 
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.events import DomainEvent
-from app.building_blocks.infrastructure.persistence.database import READ_ONLY
+from app.building_blocks.infrastructure.persistence.database import read_only_options
 from app.building_blocks.infrastructure.persistence.errors import (
     as_unavailable,
     translate_integrity_error,
@@ -133,7 +133,8 @@ class SqlAlchemyUnitOfWork:
         self._session = self._session_factory()
         try:
             if self.read_only:  # takes a connection now: the pool may time out, connecting may fail
-                await self._session.connection(execution_options={READ_ONLY: True})
+                options = read_only_options(self._session.bind.dialect.name)
+                await self._session.connection(execution_options=options)
             self._open(self._session)
         except BaseException as error:
             await self.__aexit__(type(error), error, error.__traceback__)
