@@ -41,11 +41,11 @@ class _UserHandler:
 
 class RegisterUserHandler(_UserHandler):
     async def handle(self, command: RegisterUser) -> UserDetails:
-        email = Email.of(command.email)
-        user = User.register(email=email, name=command.name)
-        if await self.uow.users.get_by_email(email) is not None:
-            raise EmailAlreadyRegistered(str(email))
-        await self.uow.users.add(user)  # a concurrent twin still hits the unique constraint
+        user = User.register(email=Email.of(command.email), name=command.name)
+        # The unique constraint decides, and the repository reports it as EmailAlreadyRegistered:
+        # a look-up first would cost every registration a round trip to speed up the rare
+        # duplicate, and could not replace the constraint anyway (a concurrent twin passes it).
+        await self.uow.users.add(user)
         return UserDetails.from_user(user)
 
 

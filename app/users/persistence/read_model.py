@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import RowMapping, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.domain.user import UserStatus
 from app.users.persistence.tables import user_activity_table, users_table
+
+_BY_ID = select(users_table).where(users_table.c.id == bindparam("user_id"))  # built once: cached
 
 
 def _details(row: RowMapping) -> UserDetails:
@@ -22,11 +24,7 @@ class SqlAlchemyUserReadModel:
         self.session = session
 
     async def get(self, user_id: UUID) -> UserDetails | None:
-        row = (
-            (await self.session.execute(select(users_table).where(users_table.c.id == user_id)))
-            .mappings()
-            .first()
-        )
+        row = (await self.session.execute(_BY_ID, {"user_id": user_id})).mappings().first()
         return _details(row) if row else None
 
     async def list(

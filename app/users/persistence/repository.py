@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import RowMapping, bindparam, select
 
 from app.building_blocks.infrastructure.persistence.errors import UniqueConstraintViolation
 from app.building_blocks.infrastructure.persistence.repositories import SqlAlchemyRepository
@@ -12,6 +12,8 @@ from app.users.domain.email import Email
 from app.users.domain.exceptions import EmailAlreadyRegistered
 from app.users.domain.user import User, UserStatus
 from app.users.persistence.tables import users_table
+
+_BY_EMAIL = select(users_table).where(users_table.c.email == bindparam("email"))
 
 
 class SqlAlchemyUserRepository(SqlAlchemyRepository[User]):
@@ -39,7 +41,7 @@ class SqlAlchemyUserRepository(SqlAlchemyRepository[User]):
         )
 
     async def get_by_email(self, email: Email) -> User | None:
-        return await self._load_one(select(self.table).where(self.table.c.email == str(email)))
+        return await self._load_one(_BY_EMAIL, {"email": str(email)})
 
     async def add(self, user: User) -> None:
         try:

@@ -1,8 +1,9 @@
 """The transactional outbox: integration events stored with the change that raised them.
 
 :class:`OutboxWriter` is a commit hook of the unit of work: inside the transaction it maps the
-committed domain events to integration events and inserts one ``outbox`` row each, plus a
-PostgreSQL ``NOTIFY`` (delivered only if the transaction commits) to wake the relay at once.
+committed domain events to integration events and inserts one ``outbox`` row each. On
+PostgreSQL the insert's trigger (migration 0006) sends a ``NOTIFY`` on :data:`NOTIFY_CHANNEL`,
+delivered only if the transaction commits, which wakes the relay at once without a round trip.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.building_blocks.domain.events import DomainEvent, IntegrationEvent
@@ -23,7 +24,8 @@ from app.building_blocks.infrastructure.messaging.mapper import IntegrationEvent
 from app.building_blocks.infrastructure.messaging.tables import outbox_table
 from app.building_blocks.infrastructure.messaging.topics import TopicRouter
 
-NOTIFY_CHANNEL = "outbox"
+NOTIFY_CHANNEL = "outbox"  # the channel migration 0006's trigger notifies
+_INSERT = insert(outbox_table)  # built once: SQLAlchemy reuses its cache key and compiled form
 
 
 def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str, Any]:
@@ -44,9 +46,7 @@ def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str,
 async def store_in_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    await session.execute(insert(outbox_table), rows)
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    await session.execute(_INSERT, rows)
 
 
 class OutboxWriter:

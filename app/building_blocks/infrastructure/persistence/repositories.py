@@ -8,10 +8,27 @@ work's transaction, so a constraint violation surfaces at the call that caused i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Executable, Result, RowMapping, Table, delete, insert, select, update
+from sqlalchemy import (
+    Delete,
+    Executable,
+    Insert,
+    Result,
+    RowMapping,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +40,31 @@ if TYPE_CHECKING:
     from app.building_blocks.infrastructure.persistence.unit_of_work import AggregateTracker
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """A table's statements, built once: SQLAlchemy then reuses their memoized cache keys and
+    compiled forms instead of building and hashing a new statement per call."""
+
+    get: Select[Any]
+    get_for_update: Select[Any]
+    insert: Insert
+    update: Update
+    delete: Delete
+
+
+@cache
+def _statements(table: Table) -> _Statements:
+    by_id = table.c.id == bindparam("_id")
+    same_version = table.c.version == bindparam("_version")
+    return _Statements(
+        get=select(table).where(by_id),
+        get_for_update=select(table).where(by_id).with_for_update(),
+        insert=insert(table),
+        update=update(table).where(by_id, same_version),
+        delete=delete(table).where(by_id, same_version),
+    )
 
 
 class BaseRepository(ABC, Generic[TAggregate]):
@@ -64,13 +106,14 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
 
     async def get(self, id: UUID, *, for_update: bool = False) -> TAggregate | None:
         """Load by id; ``for_update`` locks the row until commit (PostgreSQL) to serialise writers."""
-        statement = select(self.table).where(self.table.c.id == id)
-        if for_update:
-            statement = statement.with_for_update()
-        return await self._load_one(statement)
+        statements = _statements(self.table)
+        statement = statements.get_for_update if for_update else statements.get
+        return await self._load_one(statement, {"_id": id})
 
-    async def _load_one(self, statement: Executable) -> TAggregate | None:
-        row = (await self._execute(statement)).mappings().first()
+    async def _load_one(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> TAggregate | None:
+        row = (await self._execute(statement, parameters)).mappings().first()
         if row is None:
             return None
         aggregate = self._from_row(row)
@@ -79,42 +122,46 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
         return aggregate
 
     async def add(self, aggregate: TAggregate) -> None:
-        await self._execute(insert(self.table).values(**self._to_row(aggregate), version=1))
+        await self._execute(_statements(self.table).insert, {**self._to_row(aggregate), "version": 1})
         aggregate.version = 1
         self._saved(aggregate)
 
     async def update(self, aggregate: TAggregate) -> None:
-        statement = (
-            update(self.table)
-            .where(self.table.c.id == aggregate.id, self.table.c.version == aggregate.version)
-            .values(**self._to_row(aggregate), version=aggregate.version + 1)
-        )
-        await self._expect_one_row(statement, aggregate)
+        values = {name: value for name, value in self._to_row(aggregate).items() if name != "id"}
+        parameters = {
+            **values,
+            "version": aggregate.version + 1,
+            "_id": aggregate.id,
+            "_version": aggregate.version,
+        }
+        await self._expect_one_row(_statements(self.table).update, parameters, aggregate)
         aggregate.version += 1
         self._saved(aggregate)
 
     async def remove(self, aggregate: TAggregate) -> None:
-        statement = delete(self.table).where(
-            self.table.c.id == aggregate.id, self.table.c.version == aggregate.version
-        )
-        await self._expect_one_row(statement, aggregate)
+        parameters = {"_id": aggregate.id, "_version": aggregate.version}
+        await self._expect_one_row(_statements(self.table).delete, parameters, aggregate)
         self._saved(aggregate)
 
     def _saved(self, aggregate: TAggregate) -> None:
         if self._tracker is not None:
             self._tracker.saved(aggregate)
 
-    async def _expect_one_row(self, statement: Executable, aggregate: TAggregate) -> None:
-        result = await self._execute(statement)
+    async def _expect_one_row(
+        self, statement: Executable, parameters: Mapping[str, Any], aggregate: TAggregate
+    ) -> None:
+        result = await self._execute(statement, parameters)
         if getattr(result, "rowcount", 1) != 1:
             raise ConcurrencyError(
                 f"{type(aggregate).__name__} {aggregate.id} was changed by another request",
                 id=str(aggregate.id),
             )
 
-    async def _execute(self, statement: Executable) -> Result[Any]:
+    async def _execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Result[Any]:
         try:
-            return await self.session.execute(statement)
+            return await self.session.execute(statement, parameters)
         except IntegrityError as error:
             violation = translate_integrity_error(error)
             if violation is None:
