@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import RowMapping, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.domain.user import UserStatus
 from app.users.persistence.tables import user_activity_table, users_table
@@ -20,7 +20,7 @@ def _details(row: RowMapping) -> UserDetails:
 
 
 class SqlAlchemyUserReadModel:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: DbSession) -> None:
         self.session = session
 
     async def get(self, user_id: UUID) -> UserDetails | None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.building_blocks.infrastructure.persistence.unit_of_work import SqlAlchemyUnitOfWork
 from app.users.persistence.read_model import SqlAlchemyUserReadModel
 from app.users.persistence.repository import SqlAlchemyUserRepository
@@ -13,6 +12,6 @@ class SqlAlchemyUsersUnitOfWork(SqlAlchemyUnitOfWork):
     users: SqlAlchemyUserRepository
     user_reads: SqlAlchemyUserReadModel
 
-    def _open(self, session: AsyncSession) -> None:
+    def _open(self, session: DbSession) -> None:
         self.users = SqlAlchemyUserRepository(session, self.tracker)
         self.user_reads = SqlAlchemyUserReadModel(session)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.building_blocks.domain.events import DomainEvent, IntegrationEvent
 from app.building_blocks.infrastructure.messaging.envelope import (
@@ -23,6 +22,7 @@ from app.building_blocks.infrastructure.messaging.envelope import (
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
 from app.building_blocks.infrastructure.messaging.tables import outbox_table
 from app.building_blocks.infrastructure.messaging.topics import TopicRouter
+from app.building_blocks.infrastructure.persistence.database import DbSession
 
 NOTIFY_CHANNEL = "outbox"  # the channel migration 0006's trigger notifies
 _INSERT = insert(outbox_table)  # built once: SQLAlchemy reuses its cache key and compiled form
@@ -43,7 +43,7 @@ def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str,
     }
 
 
-async def store_in_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def store_in_outbox(session: DbSession, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     await session.execute(_INSERT, rows)
@@ -64,7 +64,7 @@ class OutboxWriter:
         self._on_committed = on_committed
         self.written = 0
 
-    async def before_commit(self, session: AsyncSession, events: list[DomainEvent]) -> None:
+    async def before_commit(self, session: DbSession, events: list[DomainEvent]) -> None:
         rows = [
             outbox_row(event, topic=self.topics(event), source=self.mapper.source)
             for event in self.mapper.map_all(events)

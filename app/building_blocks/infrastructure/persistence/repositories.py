@@ -30,10 +30,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.exceptions import ConcurrencyError
+from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.building_blocks.infrastructure.persistence.errors import translate_integrity_error
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
 
     table: ClassVar[Table]
 
-    def __init__(self, session: AsyncSession, tracker: AggregateTracker | None = None) -> None:
+    def __init__(self, session: DbSession, tracker: AggregateTracker | None = None) -> None:
         self.session = session
         self._tracker = tracker
 
