@@ -61,6 +61,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, TextIO
 
+from pydantic import ValidationError
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -706,7 +707,10 @@ async def run_benchmark(options: Options, *, out: TextIO | None = None) -> Repor
             " install it with `apt-get install wrk` (Debian; scripts/services.sh up does it when root)"
         )
     options = dataclasses.replace(options, wrk=wrk)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise BenchmarkError(f"the service's settings (environment) are not valid: {error}") from None
     pool = (settings.database.pool_size, settings.database.max_overflow)
     run = uuid.uuid4().hex[:8]
     runs_total = options.rounds * len(ROUTES) * len(TARGETS)

@@ -10,8 +10,10 @@ plainly, FastAPI + one asyncpg pool, no kit.
   missing, the service's JSON fields and ``ETag``;
 - ``POST /api/v1/users``: the body validated by pydantic (email + name), then in ONE transaction
   the user row, an outbox row of the same size as the service's ``OutboxWriter`` writes (CloudEvents
-  headers JSON + the integration event's JSON, correlation id included) and its ``pg_notify``;
-  201 with the user JSON and ``Location``, 409 on a taken email;
+  headers JSON + the integration event's JSON, correlation id included) and the relay's wake-up
+  (``NOTIFY outbox``: sent by the table's insert trigger when the schema has it, as since migration
+  0006, else by a ``SELECT pg_notify`` as the service's writer then did); 201 with the user JSON
+  and ``Location``, 409 on a taken email;
 - ``GET /hello``: a constant JSON (what ``/health/live`` is measured against).
 """
 
@@ -38,6 +40,9 @@ SELECT_USER = "SELECT id, email, name, status, created_at, updated_at, version F
 INSERT_USER = (
     "INSERT INTO users (id, email, name, status, created_at, updated_at, version)"
     " VALUES ($1, $2, $3, 'active', $4, $4, 1)"
+)
+HAS_NOTIFY_TRIGGER = (
+    "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'outbox'::regclass AND tgname = 'outbox_notify')"
 )
 INSERT_OUTBOX = (
     "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, topic, payload, headers, occurred_at)"
@@ -118,6 +123,7 @@ def create_app() -> FastAPI:
     service = settings.service_name
     topic = settings.topic_overrides.get("user", f"{service}.users.v1")
     pools: list[asyncpg.Pool] = []
+    notify_by_hand: list[bool] = []  # whether the outbox has no trigger sending the NOTIFY
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +138,7 @@ def create_app() -> FastAPI:
             server_settings=server_settings,
         )
         pools.append(pool)
+        notify_by_hand.append(not await pool.fetchval(HAS_NOTIFY_TRIGGER))
         try:
             yield
         finally:
@@ -161,7 +168,8 @@ def create_app() -> FastAPI:
                 raise HTTPException(status_code=409, detail="email already registered") from None
             values = outbox_values(user_id, email, body.name, now, service=service, topic=topic)
             await connection.execute(INSERT_OUTBOX, *values)
-            await connection.execute("SELECT pg_notify('outbox', '')")
+            if notify_by_hand[0]:
+                await connection.execute("SELECT pg_notify('outbox', '')")
         response.headers["Location"] = f"{PREFIX}/{user_id}"
         response.headers["ETag"] = '"1"'
         return UserOut(
