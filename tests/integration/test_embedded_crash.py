@@ -99,7 +99,7 @@ async def test_sigkill_mid_burst_loses_no_event(
     log = tmp_path / "server.log"
     lost: list[int] = []
     for kill_after in (0.7, 1.5, 2.5):  # three trials, killed at different moments of the burst
-        with server_process(private_database_url, log) as (process, url):
+        with server_process(private_database_url, log, LOG_LEVEL="INFO") as (process, url):  # uvicorn's lines
             writes = asyncio.create_task(burst(url, seconds=30))
             await asyncio.sleep(kill_after)
             process.send_signal(signal.SIGKILL)
@@ -118,7 +118,7 @@ async def test_sigterm_right_after_a_ten_second_burst_loses_no_event(
     private_database_url: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     log = tmp_path / "server.log"
-    with server_process(private_database_url, log) as (process, url):
+    with server_process(private_database_url, log, LOG_LEVEL="INFO") as (process, url):  # uvicorn's lines
         created = await burst(url, seconds=10)
         process.send_signal(signal.SIGTERM)
         stopping = time.monotonic()

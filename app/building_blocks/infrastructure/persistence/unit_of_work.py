@@ -106,10 +106,11 @@ class SqlAlchemyUnitOfWork:
 
     Core statements on an ``AsyncConnection``, not an ORM ``Session``: the kit maps aggregates
     itself, and the Session's bookkeeping measured a fifth of a read's CPU. Reads on PostgreSQL
-    run in autocommit (see ``read_only_options``). Subclasses attach their repositories in :meth:`_open` (e.g. ``self.users = ...``), passing
-    them ``self.tracker``. On commit the events of every saved aggregate, in the order they were
-    saved, are handed to each :class:`CommitHook` inside the transaction: that is where the
-    transactional outbox stores them, so they are committed atomically with the state.
+    run in autocommit (see ``read_only_options``). Subclasses attach their repositories in
+    :meth:`_open` (e.g. ``self.users = ...``), passing them ``self.tracker``. On commit the events
+    of every saved aggregate, in the order they were saved, are handed to each
+    :class:`CommitHook` inside the transaction: that is where the transactional outbox stores
+    them, so they are committed atomically with the state.
     """
 
     def __init__(
