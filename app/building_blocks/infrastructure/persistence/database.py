@@ -174,6 +174,10 @@ def _sqlite_engine(url: URL, *, echo: bool, connect_timeout: float, busy_timeout
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL's recommended durability: a commit survives the process being killed (what the
+        # embedded mode must survive; tests kill -9 it), only an OS crash may lose the last ones.
+        # FULL would fsync on every commit, holding the single writer's lock for a disk flush.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
