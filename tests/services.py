@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.building_blocks.infrastructure.persistence.database import describe_url
 
@@ -74,3 +74,22 @@ async def drop_postgres_database(url: str) -> None:
                 await asyncio.sleep(0.25)
     finally:
         await engine.dispose()
+
+
+async def terminate_backends_matching(
+    admin: AsyncEngine, statement: str, params: dict[str, object]
+) -> list[int]:
+    """Run ``statement`` (it selects the pids it terminates) and wait until those backends are
+    gone from ``pg_stat_activity``; return their pids."""
+    async with admin.connect() as connection:
+        pids = list((await connection.execute(text(statement), params)).scalars())
+        for _ in range(200):
+            alive = (
+                await connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
+                )
+            ).scalar_one()
+            if alive == 0:
+                return pids
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"backends {pids} still alive after pg_terminate_backend")

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -22,7 +21,12 @@ from app.migrate import upgrade
 from app.settings import DatabaseSettings
 from tests.conftest import running_server
 from tests.helpers import USERS, assert_problem, unique_email
-from tests.services import create_postgres_database, drop_postgres_database, postgres_admin_url
+from tests.services import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_admin_url,
+    terminate_backends_matching,
+)
 
 SERVICE = "pool-recovery"  # the server's application_name, so only its backends are ended
 
@@ -51,7 +55,7 @@ async def admin() -> AsyncIterator[AsyncEngine]:
 
 async def terminate_backends(admin: AsyncEngine, database_url: str) -> list[int]:
     """End every backend the server holds on its database; return their pids once they are gone."""
-    return await _terminate(
+    return await terminate_backends_matching(
         admin,
         # MATERIALIZED: filter first, so no other role's backend is ever signalled
         "WITH targets AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
@@ -59,21 +63,6 @@ async def terminate_backends(admin: AsyncEngine, database_url: str) -> list[int]
         "SELECT pid FROM targets WHERE pg_terminate_backend(pid)",
         {"database": make_url(database_url).database, "service": SERVICE},
     )
-
-
-async def _terminate(admin: AsyncEngine, statement: str, params: dict[str, object]) -> list[int]:
-    async with admin.connect() as connection:
-        pids = list((await connection.execute(text(statement), params)).scalars())
-        for _ in range(200):
-            alive = (
-                await connection.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
-                )
-            ).scalar_one()
-            if alive == 0:
-                return pids
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"backends {pids} still alive after pg_terminate_backend")
 
 
 async def register(http: httpx.AsyncClient) -> str:

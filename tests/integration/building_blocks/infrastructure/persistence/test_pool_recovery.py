@@ -17,7 +17,12 @@ from app.building_blocks.application.exceptions import TemporarilyUnavailableErr
 from app.building_blocks.domain.exceptions import NotFoundError
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
 from app.building_blocks.infrastructure.persistence.unit_of_work import SqlAlchemyUnitOfWork
-from tests.services import create_postgres_database, drop_postgres_database, postgres_admin_url
+from tests.services import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_admin_url,
+    terminate_backends_matching,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +41,7 @@ async def admin() -> AsyncIterator[AsyncEngine]:
 
 async def terminate_backend(admin: AsyncEngine, pid: int) -> None:
     statement = "SELECT CAST(:pid AS integer) WHERE pg_terminate_backend(CAST(:pid AS integer))"
-    assert await _terminate(admin, statement, {"pid": pid}) == [pid]
-
-
-async def _terminate(admin: AsyncEngine, statement: str, params: dict[str, object]) -> list[int]:
-    async with admin.connect() as connection:
-        pids = list((await connection.execute(text(statement), params)).scalars())
-        for _ in range(200):
-            alive = (
-                await connection.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
-                )
-            ).scalar_one()
-            if alive == 0:
-                return pids
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"backends {pids} still alive after pg_terminate_backend")
+    assert await terminate_backends_matching(admin, statement, {"pid": pid}) == [pid]
 
 
 @pytest.fixture
