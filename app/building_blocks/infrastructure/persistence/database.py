@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
+from app.building_blocks.application.exceptions import TemporarilyUnavailableError
 from app.building_blocks.infrastructure.persistence.errors import (
     UnstorableValueError,
     as_unavailable,
@@ -159,11 +163,48 @@ def _translate_driver_errors(context: ExceptionContext) -> BaseException | None:
     return as_unavailable(error)
 
 
+class _WriterQueue:
+    """The in-process queue of SQLite writers: first come, first served."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.lock = asyncio.Lock()
+
+
+_WRITER_QUEUES: weakref.WeakKeyDictionary[Any, _WriterQueue] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def writer_turn(engine: AsyncEngine) -> AsyncIterator[None]:
+    """On SQLite, wait for this process's earlier writers (FIFO) before taking the write lock.
+
+    SQLite has one writer, and its busy handler polls with growing sleeps and no order: under a
+    burst of concurrent writes an unlucky one can wait out the lock timeout (a 503) while others
+    get in. Queued here, each write transaction starts as the previous one ends; the wait is
+    bounded by the same lock timeout. Other processes still meet the busy handler. No-op on
+    other databases.
+    """
+    queue = _WRITER_QUEUES.get(engine.sync_engine)
+    if queue is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(queue.timeout):
+            await queue.lock.acquire()
+    except TimeoutError as error:
+        raise TemporarilyUnavailableError("the database is busy; retry shortly") from error
+    try:
+        yield
+    finally:
+        queue.lock.release()
+
+
 def _sqlite_engine(url: URL, *, echo: bool, connect_timeout: float, busy_timeout: float) -> AsyncEngine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, echo=echo, connect_args={"timeout": connect_timeout})
+    _WRITER_QUEUES[engine.sync_engine] = _WriterQueue(busy_timeout)
 
     # SQLite allows one writer at a time. A deferred transaction that reads and then writes fails
     # with "database is locked" when another writer got in first, so a transaction that may write

@@ -7,6 +7,7 @@ consumer sends commits (outbox rows included) atomically with the inbox record, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,11 @@ from sqlalchemy.ext.asyncio import (
 
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.events import DomainEvent
-from app.building_blocks.infrastructure.persistence.database import DbSession, read_only_options
+from app.building_blocks.infrastructure.persistence.database import (
+    DbSession,
+    read_only_options,
+    writer_turn,
+)
 from app.building_blocks.infrastructure.persistence.errors import (
     as_unavailable,
     translate_integrity_error,
@@ -121,6 +126,7 @@ class SqlAlchemyUnitOfWork:
         self._engine = database if isinstance(database, AsyncEngine) else _engine_of(database)
         self._hooks = tuple(hooks)
         self._session: DbSession | None = None
+        self._turns = contextlib.AsyncExitStack()  # this unit's writer turn, if it took one
         self._savepoint: AsyncSessionTransaction | AsyncTransaction | None = None  # when enlisted
         self.tracker = AggregateTracker()
         self.read_only = False
@@ -148,12 +154,18 @@ class SqlAlchemyUnitOfWork:
             self._session = outer
             self._open(outer)
             return self
+        if not self.read_only:  # SQLite: this process's writers take turns (no-op elsewhere)
+            await self._turns.enter_async_context(writer_turn(self._engine))
         try:  # a connection now: the pool may time out, connecting may fail (a 503 either way)
             connection = await self._engine.connect()
         except Exception as error:
+            await self._turns.aclose()
             unavailable = as_unavailable(error)
             if unavailable is not None and unavailable is not error:
                 raise unavailable from error
+            raise
+        except BaseException:
+            await self._turns.aclose()
             raise
         self._session = connection
         try:
@@ -182,7 +194,10 @@ class SqlAlchemyUnitOfWork:
             if self._savepoint.is_active:  # not committed: undo this unit's writes, keep the outer's
                 await self._savepoint.rollback()
             return
-        failure = await self._release()
+        try:
+            failure = await self._release()
+        finally:
+            await self._turns.aclose()  # the next writer's turn, once this one's transaction ended
         if exc is not None:
             if failure is not None:
                 logger.warning("after %s, ending the unit of work failed: %r", type(exc).__name__, failure)
