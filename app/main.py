@@ -22,6 +22,7 @@ from app.building_blocks.api.health import Degraded, HealthCheck, create_health_
 from app.building_blocks.api.limits import RequestLimitsMiddleware
 from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
+from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
 from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_status
 from app.building_blocks.infrastructure.persistence.database import check_database
 from app.building_blocks.observability.logging import configure_logging
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.url.get_backend_name(),
             "embedded" if messaging.embedded else "Kafka",
         )
+        tune_garbage_collector(settings.gc_threshold)
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.building_blocks.infrastructure.garbage_collection import DEFAULT_THRESHOLD
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/app.db"
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
         description="a log line per HTTP request (uvicorn's access log); uvicorn's --no-access-log wins",
     )
     include_stack_trace: bool = False
+    gc_threshold: int = Field(
+        default=DEFAULT_THRESHOLD,
+        ge=0,
+        description="once started, freeze the startup heap and collect the young generation every "
+        "N allocations (Python: 700); 0 leaves the garbage collector alone",
+    )
     readiness_timeout: float = Field(default=2.0, gt=0)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=0)
     request_body_timeout: float = Field(default=30.0, gt=0)

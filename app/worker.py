@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
 from app.building_blocks.infrastructure.messaging.dead_letters import replay_dead_letters
 from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProducer, KafkaMessageSource
 from app.building_blocks.infrastructure.messaging.outbox_admin import (
@@ -65,6 +66,7 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             len(messaging.consumers),
             "in-process" if messaging.embedded else "kafka",
         )
+        tune_garbage_collector(settings.gc_threshold)
         try:
             await _until_stopped(_serve(settings, messaging, stop), stop, settings.outbox.shutdown_grace)
         finally:

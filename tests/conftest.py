@@ -61,12 +61,13 @@ async def private_database_url(
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
-    return Settings(
-        environment="test",
-        log_level="WARNING",
-        database=DatabaseSettings(url=database_url, pool_size=20, max_overflow=40),
-        **overrides,  # type: ignore[arg-type]
-    )
+    defaults: dict[str, object] = {
+        "environment": "test",
+        "log_level": "WARNING",
+        "database": DatabaseSettings(url=database_url, pool_size=20, max_overflow=40),
+        "gc_threshold": 0,  # frozen objects are never collected: this process builds hundreds of apps
+    }
+    return Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ async def test_service_name_names_groups_client_id_topics_and_source(
         environment="test",
         service_name=name,
         database=DatabaseSettings(url=database),
+        gc_threshold=0,  # as make_settings: nothing frozen in the test process
         kafka=KafkaConfig(_env_file=None, bootstrap_servers=bootstrap),  # type: ignore[call-arg]
     )
     assert (settings.kafka.client_id, settings.kafka.consumer_group) == (None, None)  # derived

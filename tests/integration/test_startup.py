@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -63,3 +64,16 @@ def test_migrate_brings_a_new_sqlite_file_to_head(tmp_path: Path) -> None:
         import httpx
 
         assert httpx.get(f"{url}/health/ready").json()["checks"]["database"]["status"] == "ok"
+
+
+async def test_a_started_app_has_tuned_its_garbage_collector(tmp_path: Path) -> None:
+    threshold = gc.get_threshold()
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}", gc_threshold=23_456))
+    try:
+        assert gc.get_freeze_count() == 0
+        async with app.router.lifespan_context(app):
+            assert gc.get_threshold()[0] == 23_456
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, bindparam, select
+from sqlalchemy import bindparam, select
 
+from app.building_blocks.infrastructure.persistence.compiled_select import CompiledSelect
 from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.domain.user import UserStatus
 from app.users.persistence.tables import user_activity_table, users_table
 
-_BY_ID = select(users_table).where(users_table.c.id == bindparam("user_id"))  # built once: cached
+_BY_ID = CompiledSelect(select(users_table).where(users_table.c.id == bindparam("user_id")))
+_ACTIVITY = CompiledSelect(
+    select(
+        user_activity_table.c.event_id,
+        user_activity_table.c.event_type,
+        user_activity_table.c.occurred_at,
+        user_activity_table.c.data,
+    )
+    .where(user_activity_table.c.user_id == bindparam("user_id"))
+    .order_by(user_activity_table.c.occurred_at, user_activity_table.c.event_id)
+    .limit(bindparam("limit"))
+)
 
 
-def _details(row: RowMapping) -> UserDetails:
-    return UserDetails.model_validate(dict(row))
+def _details(row: Mapping[Any, Any]) -> UserDetails:
+    return UserDetails.model_validate(row)
 
 
 class SqlAlchemyUserReadModel:
@@ -24,7 +37,7 @@ class SqlAlchemyUserReadModel:
         self.session = session
 
     async def get(self, user_id: UUID) -> UserDetails | None:
-        row = (await self.session.execute(_BY_ID, {"user_id": user_id})).mappings().first()
+        row = await _BY_ID.first(self.session, user_id=user_id)
         return _details(row) if row else None
 
     async def list(
@@ -52,11 +65,5 @@ class SqlAlchemyUserReadModel:
         return UserPage(items=items, next_after=next_after)
 
     async def activity(self, user_id: UUID, *, limit: int) -> Sequence[ActivityEntry]:
-        table = user_activity_table
-        rows = await self.session.execute(
-            select(table.c.event_id, table.c.event_type, table.c.occurred_at, table.c.data)
-            .where(table.c.user_id == user_id)
-            .order_by(table.c.occurred_at, table.c.event_id)
-            .limit(limit)
-        )
-        return [ActivityEntry.model_validate(dict(row)) for row in rows.mappings()]
+        rows = await _ACTIVITY.all(self.session, user_id=user_id, limit=limit)
+        return [ActivityEntry.model_validate(row) for row in rows]

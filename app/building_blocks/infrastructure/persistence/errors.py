@@ -113,8 +113,13 @@ def as_unavailable(error: BaseException) -> TemporarilyUnavailableError | None:
     unreachable = state in _PG_UNREACHABLE or state.startswith(_PG_UNREACHABLE_CLASSES)
     lost = (isinstance(error, DBAPIError) and error.connection_invalidated) or _CLOSED in message
     if unreachable or lost or isinstance(error, OSError):
-        return TemporarilyUnavailableError("the database cannot be reached; retry shortly", retry_after=5)
+        return unreachable_database()
     return None
+
+
+def unreachable_database() -> TemporarilyUnavailableError:
+    """The 503 for a database that cannot be reached or a connection that was lost."""
+    return TemporarilyUnavailableError("the database cannot be reached; retry shortly", retry_after=5)
 
 
 def translate_integrity_error(error: IntegrityError) -> UniqueConstraintViolation | None:
