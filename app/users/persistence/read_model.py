@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select
 
-from app.building_blocks.infrastructure.persistence.compiled_select import CompiledSelect
+from app.building_blocks.infrastructure.persistence.compiled_statements import CompiledSelect
 from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
 from app.users.domain.user import UserStatus

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, select
+from sqlalchemy import bindparam, select
 
+from app.building_blocks.infrastructure.persistence.compiled_statements import CompiledSelect
 from app.building_blocks.infrastructure.persistence.errors import UniqueConstraintViolation
 from app.building_blocks.infrastructure.persistence.repositories import SqlAlchemyRepository
 from app.users.domain.email import Email
@@ -13,7 +15,7 @@ from app.users.domain.exceptions import EmailAlreadyRegistered
 from app.users.domain.user import User, UserStatus
 from app.users.persistence.tables import users_table
 
-_BY_EMAIL = select(users_table).where(users_table.c.email == bindparam("email"))
+_BY_EMAIL = CompiledSelect(select(users_table).where(users_table.c.email == bindparam("email")))
 
 
 class SqlAlchemyUserRepository(SqlAlchemyRepository[User]):
@@ -29,7 +31,7 @@ class SqlAlchemyUserRepository(SqlAlchemyRepository[User]):
             "updated_at": user.updated_at,
         }
 
-    def _from_row(self, row: RowMapping) -> User:
+    def _from_row(self, row: Mapping[str, Any]) -> User:
         return User(
             id=row["id"],
             email=Email(value=row["email"]),

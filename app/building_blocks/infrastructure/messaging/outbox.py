@@ -22,10 +22,11 @@ from app.building_blocks.infrastructure.messaging.envelope import (
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
 from app.building_blocks.infrastructure.messaging.tables import outbox_table
 from app.building_blocks.infrastructure.messaging.topics import TopicRouter
+from app.building_blocks.infrastructure.persistence.compiled_statements import CompiledWrite
 from app.building_blocks.infrastructure.persistence.database import DbSession
 
 NOTIFY_CHANNEL = "outbox"  # the channel migration 0006's trigger notifies
-_INSERT = insert(outbox_table)  # built once: SQLAlchemy reuses its cache key and compiled form
+_INSERT = CompiledWrite(insert(outbox_table))  # compiled once; asyncpg's short path in a unit of work
 
 
 def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str, Any]:
@@ -44,9 +45,7 @@ def outbox_row(event: IntegrationEvent, *, topic: str, source: str) -> dict[str,
 
 
 async def store_in_outbox(session: DbSession, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    await session.execute(_INSERT, rows)
+    await _INSERT.execute_many(session, rows)
 
 
 class OutboxWriter:

@@ -64,7 +64,7 @@ class UnstorableValueError(DomainValidationError):
         )
 
 
-def _sqlstate(error: BaseException) -> str | None:
+def sqlstate(error: BaseException) -> str | None:
     """The SQLSTATE of a driver error, raw (asyncpg raises connect errors unwrapped) or wrapped by
     SQLAlchemy (whose asyncpg adapter keeps the original as the cause of its own error)."""
     candidates: list[object] = [error]
@@ -78,7 +78,7 @@ def _sqlstate(error: BaseException) -> str | None:
 
 
 def is_data_error(error: BaseException) -> bool:
-    return isinstance(error, DataError) or (_sqlstate(error) or "").startswith("22")
+    return isinstance(error, DataError) or (sqlstate(error) or "").startswith("22")
 
 
 def as_unavailable(error: BaseException) -> TemporarilyUnavailableError | None:
@@ -103,7 +103,7 @@ def as_unavailable(error: BaseException) -> TemporarilyUnavailableError | None:
         return error
     if isinstance(error, PoolTimeoutError):
         return TemporarilyUnavailableError("all database connections are busy; retry shortly")
-    state = _sqlstate(error) or ""
+    state = sqlstate(error) or ""
     # The driver's own message: SQLAlchemy's adds the statement and its parameters (user input).
     message = str(error.orig) if isinstance(error, StatementError) else str(error)
     if state in _PG_BUSY or any(text in message for text in _SQLITE_BUSY):
@@ -125,8 +125,8 @@ def unreachable_database() -> TemporarilyUnavailableError:
 def translate_integrity_error(error: IntegrityError) -> UniqueConstraintViolation | None:
     """Return a :class:`UniqueConstraintViolation` for unique errors, ``None`` for other kinds."""
     orig = error.orig
-    cause = getattr(orig, "__cause__", None)
-    if _sqlstate(error) == "23505":  # PostgreSQL unique_violation
+    cause = getattr(orig, "__cause__", None) or orig  # asyncpg's error (the kit's driver path: orig)
+    if sqlstate(error) == "23505":  # PostgreSQL unique_violation
         detail = getattr(cause, "detail", None) or str(orig)
         match = _PG_KEY.search(detail or "")
         columns = tuple(c.strip() for c in match["columns"].split(",")) if match else ()

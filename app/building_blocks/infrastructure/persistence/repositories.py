@@ -8,21 +8,17 @@ work's transaction, so a constraint violation surfaces at the call that caused i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
-    Delete,
     Executable,
-    Insert,
     Result,
-    RowMapping,
-    Select,
     Table,
-    Update,
     bindparam,
     delete,
     insert,
@@ -33,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.building_blocks.domain.entities import AggregateRoot
 from app.building_blocks.domain.exceptions import ConcurrencyError
+from app.building_blocks.infrastructure.persistence.compiled_statements import CompiledSelect, CompiledWrite
 from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.building_blocks.infrastructure.persistence.errors import translate_integrity_error
 
@@ -44,14 +41,13 @@ TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
 @dataclass(frozen=True)
 class _Statements:
-    """A table's statements, built once: SQLAlchemy then reuses their memoized cache keys and
-    compiled forms instead of building and hashing a new statement per call."""
+    """A table's statements, built and compiled once (see :mod:`compiled_statements`)."""
 
-    get: Select[Any]
-    get_for_update: Select[Any]
-    insert: Insert
-    update: Update
-    delete: Delete
+    get: CompiledSelect
+    get_for_update: CompiledSelect
+    insert: CompiledWrite
+    update: CompiledWrite
+    delete: CompiledWrite
 
 
 @cache
@@ -59,11 +55,11 @@ def _statements(table: Table) -> _Statements:
     by_id = table.c.id == bindparam("_id")
     same_version = table.c.version == bindparam("_version")
     return _Statements(
-        get=select(table).where(by_id),
-        get_for_update=select(table).where(by_id).with_for_update(),
-        insert=insert(table),
-        update=update(table).where(by_id, same_version),
-        delete=delete(table).where(by_id, same_version),
+        get=CompiledSelect(select(table).where(by_id)),
+        get_for_update=CompiledSelect(select(table).where(by_id).with_for_update()),
+        insert=CompiledWrite(insert(table)),
+        update=CompiledWrite(update(table).where(by_id, same_version)),
+        delete=CompiledWrite(delete(table).where(by_id, same_version)),
     )
 
 
@@ -102,7 +98,7 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
         """Column values for the aggregate, excluding ``version``."""
 
     @abstractmethod
-    def _from_row(self, row: RowMapping) -> TAggregate: ...
+    def _from_row(self, row: Mapping[str, Any]) -> TAggregate: ...
 
     async def get(self, id: UUID, *, for_update: bool = False) -> TAggregate | None:
         """Load by id; ``for_update`` locks the row until commit (PostgreSQL) to serialise writers."""
@@ -111,9 +107,13 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
         return await self._load_one(statement, {"_id": id})
 
     async def _load_one(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+        self, statement: Executable | CompiledSelect, parameters: Mapping[str, Any] | None = None
     ) -> TAggregate | None:
-        row = (await self._execute(statement, parameters)).mappings().first()
+        if isinstance(statement, CompiledSelect):
+            row: Mapping[str, Any] | None = await statement.first(self.session, **(parameters or {}))
+        else:
+            found = (await self._execute(statement, parameters)).mappings().first()
+            row = None if found is None else dict(found)
         if row is None:
             return None
         aggregate = self._from_row(row)
@@ -122,7 +122,7 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
         return aggregate
 
     async def add(self, aggregate: TAggregate) -> None:
-        await self._execute(_statements(self.table).insert, {**self._to_row(aggregate), "version": 1})
+        await self._write(_statements(self.table).insert, {**self._to_row(aggregate), "version": 1})
         aggregate.version = 1
         self._saved(aggregate)
 
@@ -148,22 +148,34 @@ class SqlAlchemyRepository(BaseRepository[TAggregate]):
             self._tracker.saved(aggregate)
 
     async def _expect_one_row(
-        self, statement: Executable, parameters: Mapping[str, Any], aggregate: TAggregate
+        self, statement: CompiledWrite, parameters: Mapping[str, Any], aggregate: TAggregate
     ) -> None:
-        result = await self._execute(statement, parameters)
-        if getattr(result, "rowcount", 1) != 1:
+        if await self._write(statement, parameters) != 1:
             raise ConcurrencyError(
                 f"{type(aggregate).__name__} {aggregate.id} was changed by another request",
                 id=str(aggregate.id),
             )
 
+    async def _write(self, statement: CompiledWrite, parameters: Mapping[str, Any]) -> int:
+        """Run one of the table's writes; the number of rows it matched."""
+        with _unique_violations():
+            return await statement.execute(self.session, **parameters)
+
     async def _execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> Result[Any]:
-        try:
+        """Run any statement (a subclass's own) through SQLAlchemy, unique violations translated."""
+        with _unique_violations():
             return await self.session.execute(statement, parameters)
-        except IntegrityError as error:
-            violation = translate_integrity_error(error)
-            if violation is None:
-                raise
-            raise violation from error
+
+
+@contextmanager
+def _unique_violations() -> Iterator[None]:
+    """A unique violation leaves as :class:`UniqueConstraintViolation`; other errors as they are."""
+    try:
+        yield
+    except IntegrityError as error:
+        violation = translate_integrity_error(error)
+        if violation is None:
+            raise
+        raise violation from error

@@ -18,6 +18,7 @@ from typing import Any, Protocol, Self
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     AsyncSessionTransaction,
@@ -32,6 +33,7 @@ from app.building_blocks.infrastructure.persistence.database import (
     read_only_options,
     writer_turn,
 )
+from app.building_blocks.infrastructure.persistence.driver import DriverTransaction, autocommit_driver
 from app.building_blocks.infrastructure.persistence.errors import (
     as_unavailable,
     translate_integrity_error,
@@ -111,8 +113,10 @@ class SqlAlchemyUnitOfWork:
 
     Core statements on an ``AsyncConnection``, not an ORM ``Session``: the kit maps aggregates
     itself, and the Session's bookkeeping measured a fifth of a read's CPU. Reads on PostgreSQL
-    run in autocommit (see ``read_only_options``). Subclasses attach their repositories in
-    :meth:`_open` (e.g. ``self.users = ...``), passing them ``self.tracker``. On commit the events
+    run in autocommit (see ``read_only_options``); writes in a transaction begun on the driver,
+    so the kit's compiled statements take asyncpg's short path in it (see :mod:`driver`).
+    Subclasses attach their repositories in :meth:`_open` (e.g. ``self.users = ...``), passing
+    them ``self.tracker``. On commit the events
     of every saved aggregate, in the order they were saved, are handed to each
     :class:`CommitHook` inside the transaction: that is where the transactional outbox stores
     them, so they are committed atomically with the state.
@@ -128,6 +132,7 @@ class SqlAlchemyUnitOfWork:
         self._session: DbSession | None = None
         self._turns = contextlib.AsyncExitStack()  # this unit's writer turn, if it took one
         self._savepoint: AsyncSessionTransaction | AsyncTransaction | None = None  # when enlisted
+        self._transaction: DriverTransaction | None = None  # PostgreSQL: begun on the driver
         self.tracker = AggregateTracker()
         self.read_only = False
 
@@ -171,6 +176,8 @@ class SqlAlchemyUnitOfWork:
         try:
             if self.read_only:
                 await connection.execution_options(**read_only_options(self._engine.dialect.name))
+            elif self._engine.dialect.driver == "asyncpg":
+                await self._begin_on_driver(connection)
             self._open(connection)
         except BaseException as error:
             await self.__aexit__(type(error), error, error.__traceback__)
@@ -210,11 +217,27 @@ class SqlAlchemyUnitOfWork:
                 raise failure
             logger.warning("the connection was lost once the work was done: %r", failure)
 
+    async def _begin_on_driver(self, connection: AsyncConnection) -> None:
+        """PostgreSQL: the transaction runs on the driver, under a connection SQLAlchemy holds in
+        autocommit, so the kit's compiled statements take asyncpg's short path inside it (see
+        :mod:`driver`); statements through SQLAlchemy run in it all the same."""
+        if self._engine.echo:  # SQLAlchemy logs what it sends: its own transaction, its path
+            return
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = autocommit_driver(connection)
+        if driver is None:
+            raise RuntimeError("an autocommit asyncpg connection without its driver connection")
+        transaction = DriverTransaction(driver)
+        await transaction.start()
+        self._transaction = transaction
+
     async def _release(self) -> Exception | None:
         """Roll back and close the session; return a failure instead of raising it."""
         session = self.session
         failure: Exception | None = None
         try:
+            if self._transaction is not None:
+                await self._transaction.rollback()
             if session.in_transaction():
                 await session.rollback()
         except Exception as error:
@@ -236,6 +259,8 @@ class SqlAlchemyUnitOfWork:
                 await hook.before_commit(self.session, events)
             if self._savepoint is not None:
                 await self._savepoint.commit()
+            elif self._transaction is not None:
+                await self._transaction.commit()
             else:
                 await self.session.commit()
         except IntegrityError as error:
@@ -266,5 +291,7 @@ class SqlAlchemyUnitOfWork:
     async def rollback(self) -> None:
         if self._savepoint is not None:
             await self._savepoint.rollback()
+        elif self._transaction is not None:
+            await self._transaction.rollback()
         else:
             await self.session.rollback()

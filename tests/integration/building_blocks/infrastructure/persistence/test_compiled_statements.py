@@ -10,14 +10,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, literal_column, select, text
+from sqlalchemy import bindparam, event, insert, literal_column, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.building_blocks.application.exceptions import TemporarilyUnavailableError
-from app.building_blocks.infrastructure.persistence.compiled_select import CompiledSelect
+from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
+from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
+from app.building_blocks.infrastructure.messaging.tables import outbox_table
+from app.building_blocks.infrastructure.messaging.topics import TopicRouter
+from app.building_blocks.infrastructure.persistence.compiled_statements import CompiledSelect, CompiledWrite
 from app.building_blocks.infrastructure.persistence.database import create_engine, read_only_options
-from app.building_blocks.infrastructure.persistence.errors import UnstorableValueError
+from app.building_blocks.infrastructure.persistence.errors import (
+    UnstorableValueError,
+    translate_integrity_error,
+)
+from app.users.domain import Email, User
+from app.users.integration_events import register_mappings
 from app.users.persistence.tables import user_activity_table, users_table
+from app.users.persistence.unit_of_work import SqlAlchemyUsersUnitOfWork
 from tests.helpers import unique_email
 
 BY_ID = CompiledSelect(select(users_table).where(users_table.c.id == bindparam("user_id")))
@@ -79,16 +90,26 @@ async def seeded_user(engine: AsyncEngine) -> dict[str, Any]:
     return user
 
 
-def count_selects(connection: AsyncConnection) -> list[str]:
-    """SELECTs that go through SQLAlchemy's execution on ``connection``."""
+def count_statements(connection: AsyncConnection, kind: str = "") -> list[str]:
+    """Statements (starting with ``kind``) that go through SQLAlchemy's execution on ``connection``."""
     seen: list[str] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("SELECT"):
+        if statement.startswith(kind):
             seen.append(statement)
 
     event.listen(connection.sync_connection, "before_cursor_execute", before)
     return seen
+
+
+def count_selects(connection: AsyncConnection) -> list[str]:
+    return count_statements(connection, "SELECT")
+
+
+def users_mapper() -> IntegrationEventMapper:
+    mapper = IntegrationEventMapper(source="compiled-statements")
+    register_mappings(mapper)
+    return mapper
 
 
 async def test_rows_are_those_session_execute_gives(engine: AsyncEngine) -> None:
@@ -185,3 +206,98 @@ async def test_a_terminated_backend_is_unavailable_and_leaves_the_pool(postgres:
 TERMINATE_ITSELF = CompiledSelect(
     select(literal_column("pg_terminate_backend(pg_backend_pid())").label("gone"))
 )
+
+
+RENAME = CompiledWrite(
+    update(users_table).where(
+        users_table.c.id == bindparam("_id"), users_table.c.version == bindparam("_version")
+    )
+)
+ADD = CompiledWrite(insert(users_table))
+
+
+def user_row(**overrides: Any) -> dict[str, Any]:
+    moment = datetime.now(UTC)
+    row = {
+        "id": uuid.uuid4(),
+        "email": unique_email("write"),
+        "name": "W",
+        "status": "active",
+        "created_at": moment,
+        "updated_at": moment,
+        "version": 1,
+    }
+    return {**row, **overrides}
+
+
+async def test_writes_set_the_columns_given_and_count_the_rows_matched(engine: AsyncEngine) -> None:
+    first, second = user_row(), user_row()
+    async with engine.begin() as connection:  # SQLAlchemy's own transaction: its path
+        await ADD.execute_many(connection, [first, second])
+    connection = await reader(engine)  # autocommit: the driver's path on PostgreSQL
+    try:
+        assert await RENAME.execute(connection, name="Renamed", version=2, _id=first["id"], _version=1) == 1
+        assert await RENAME.execute(connection, name="Stale", version=2, _id=first["id"], _version=1) == 0
+        renamed = await BY_ID.first(connection, user_id=first["id"])
+        untouched = await BY_ID.first(connection, user_id=second["id"])
+    finally:
+        await connection.close()
+    assert renamed == {**first, "name": "Renamed", "version": 2}  # the rest as it was
+    assert untouched == second
+
+
+async def test_a_unique_violation_is_sqlalchemys_integrity_error_on_either_path(engine: AsyncEngine) -> None:
+    taken = user_row()
+    async with engine.begin() as connection:
+        await ADD.execute(connection, **taken)
+    for autocommit in (False, True):
+        connection = await (reader(engine) if autocommit else engine.connect())
+        try:
+            with pytest.raises(IntegrityError) as caught:
+                await ADD.execute(connection, **user_row(email=taken["email"]))
+        finally:
+            await connection.close()
+        violation = translate_integrity_error(caught.value)
+        assert violation is not None
+        assert violation.columns == ("email",)
+
+
+async def test_the_unit_of_work_on_postgresql_writes_on_the_driver_in_one_transaction(
+    postgres: AsyncEngine,
+) -> None:
+    """Its repository's and its outbox's statements skip SQLAlchemy's execution, and its
+    transaction holds them: rolled back, nothing is left; committed, all of it."""
+    users = [User.register(email=Email.of(unique_email("uow")), name="Driver") for _ in range(2)]
+    for commit, user in zip((False, True), users, strict=True):
+        uow = SqlAlchemyUsersUnitOfWork(postgres, hooks=[OutboxWriter(users_mapper(), TopicRouter("svc"))])
+        async with uow:
+            assert isinstance(uow.session, AsyncConnection)
+            through_sqlalchemy = count_statements(uow.session)
+            await uow.users.add(user)
+            assert await uow.user_reads.get(user.id) is not None  # its own write, in its transaction
+            if commit:
+                await uow.commit()
+        assert through_sqlalchemy == []
+    async with postgres.connect() as connection:
+        stored = (
+            (
+                await connection.execute(
+                    select(users_table.c.id).where(users_table.c.id.in_([u.id for u in users]))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        outbox = (
+            (
+                await connection.execute(
+                    select(outbox_table.c.aggregate_id).where(
+                        outbox_table.c.aggregate_id.in_([str(u.id) for u in users])
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert stored == [users[1].id]
+    assert outbox == [str(users[1].id)]

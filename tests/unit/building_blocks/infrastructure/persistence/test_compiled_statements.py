@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-from app.building_blocks.infrastructure.persistence.compiled_select import CompiledSelect
+from app.building_blocks.infrastructure.persistence.compiled_statements import CompiledSelect
 from app.users.persistence.tables import users_table
 
 
