@@ -59,6 +59,23 @@ def enlist(session: DbSession) -> Iterator[DbSession]:
         _enlisted.reset(token)
 
 
+_OPTION_ENGINES = "_unit_of_work_option_engines"  # on the sync engine: they live and die with it
+
+
+def _with_options(engine: AsyncEngine, options: dict[str, Any]) -> AsyncEngine:
+    """``engine`` whose connections come with ``options`` (sharing its pool), built once."""
+    if not options:
+        return engine
+    variants: dict[tuple[tuple[str, Any], ...], AsyncEngine] = engine.sync_engine.__dict__.setdefault(
+        _OPTION_ENGINES, {}
+    )
+    key = tuple(sorted(options.items()))
+    variant = variants.get(key)
+    if variant is None:
+        variant = variants[key] = engine.execution_options(**options)
+    return variant
+
+
 class UnsavedChangesError(RuntimeError):
     """An aggregate recorded events but was never saved: a handler forgot ``repository.update``."""
 
@@ -162,7 +179,7 @@ class SqlAlchemyUnitOfWork:
         if not self.read_only:  # SQLite: this process's writers take turns (no-op elsewhere)
             await self._turns.enter_async_context(writer_turn(self._engine))
         try:  # a connection now: the pool may time out, connecting may fail (a 503 either way)
-            connection = await self._engine.connect()
+            connection = await _with_options(self._engine, self._connection_options()).connect()
         except Exception as error:
             await self._turns.aclose()
             unavailable = as_unavailable(error)
@@ -174,9 +191,7 @@ class SqlAlchemyUnitOfWork:
             raise
         self._session = connection
         try:
-            if self.read_only:
-                await connection.execution_options(**read_only_options(self._engine.dialect.name))
-            elif self._engine.dialect.driver == "asyncpg":
+            if self._on_driver():
                 await self._begin_on_driver(connection)
             self._open(connection)
         except BaseException as error:
@@ -217,13 +232,20 @@ class SqlAlchemyUnitOfWork:
                 raise failure
             logger.warning("the connection was lost once the work was done: %r", failure)
 
+    def _on_driver(self) -> bool:
+        """PostgreSQL: a unit of work that may write runs its transaction on the driver, under a
+        connection SQLAlchemy holds in autocommit, so the kit's compiled statements take asyncpg's
+        short path inside it (see :mod:`driver`); statements through SQLAlchemy run in it all the
+        same. Not with ``echo``: SQLAlchemy logs what it sends, so it sends everything."""
+        return not self.read_only and self._engine.dialect.driver == "asyncpg" and not self._engine.echo
+
+    def _connection_options(self) -> dict[str, Any]:
+        """Applied as the connection is checked out (no extra step per unit of work)."""
+        if self.read_only:
+            return read_only_options(self._engine.dialect.name)
+        return {"isolation_level": "AUTOCOMMIT"} if self._on_driver() else {}
+
     async def _begin_on_driver(self, connection: AsyncConnection) -> None:
-        """PostgreSQL: the transaction runs on the driver, under a connection SQLAlchemy holds in
-        autocommit, so the kit's compiled statements take asyncpg's short path inside it (see
-        :mod:`driver`); statements through SQLAlchemy run in it all the same."""
-        if self._engine.echo:  # SQLAlchemy logs what it sends: its own transaction, its path
-            return
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
         driver = autocommit_driver(connection)
         if driver is None:
             raise RuntimeError("an autocommit asyncpg connection without its driver connection")
