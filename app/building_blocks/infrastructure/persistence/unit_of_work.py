@@ -133,10 +133,9 @@ class SqlAlchemyUnitOfWork:
     run in autocommit (see ``read_only_options``); writes in a transaction begun on the driver,
     so the kit's compiled statements take asyncpg's short path in it (see :mod:`driver`).
     Subclasses attach their repositories in :meth:`_open` (e.g. ``self.users = ...``), passing
-    them ``self.tracker``. On commit the events
-    of every saved aggregate, in the order they were saved, are handed to each
-    :class:`CommitHook` inside the transaction: that is where the transactional outbox stores
-    them, so they are committed atomically with the state.
+    them ``self.tracker``. On commit the events of every saved aggregate, in the order they were
+    saved, are handed to each :class:`CommitHook` inside the transaction: that is where the
+    transactional outbox stores them, so they are committed atomically with the state.
     """
 
     def __init__(
