@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -25,13 +24,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
 from app.building_blocks.application.exceptions import TemporarilyUnavailableError
-from app.building_blocks.infrastructure.persistence.errors import (
-    UnstorableValueError,
-    as_unavailable,
-    is_data_error,
-)
-
-logger = logging.getLogger("app.database")
+from app.building_blocks.infrastructure.persistence.errors import as_service_error
 
 DbSession = AsyncConnection | AsyncSession
 """What repositories, read models and commit hooks execute statements on. A unit of work gives
@@ -156,11 +149,7 @@ def _translate_driver_errors(context: ExceptionContext) -> BaseException | None:
     """
     if context.is_pre_ping:
         return None
-    error = context.sqlalchemy_exception or context.original_exception
-    if is_data_error(error):
-        logger.warning("the database refused a value: %s", str(context.original_exception)[:200])
-        return UnstorableValueError()
-    return as_unavailable(error)
+    return as_service_error(context.sqlalchemy_exception or context.original_exception)
 
 
 class _WriterQueue:

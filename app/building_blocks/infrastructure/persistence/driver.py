@@ -27,9 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.building_blocks.infrastructure.persistence.database import DbSession
 from app.building_blocks.infrastructure.persistence.errors import (
-    UnstorableValueError,
-    as_unavailable,
-    is_data_error,
+    as_service_error,
     sqlstate,
     unreachable_database,
 )
@@ -64,8 +62,8 @@ async def on_driver(driver: Driver, call: Callable[..., Awaitable[Any]], *argume
 
     - an integrity error (SQLSTATE class 23) as SQLAlchemy's ``IntegrityError``, which the
       repositories translate (a unique violation is a 409);
-    - a value refused as data (class 22) as ``UnstorableValueError`` (400);
-    - an outage (lock timeout, terminated backend...) as ``TemporarilyUnavailableError`` (503).
+    - the rest as :func:`as_service_error` says, as SQLAlchemy's path does: a value refused as
+      data is a 400, an outage (lock timeout, terminated backend...) a 503.
 
     A connection found dead never goes back to the pool: asyncpg has closed it, or its protocol
     refuses to go on (``InternalClientError``: the server ended the session mid-exchange and the
@@ -80,12 +78,10 @@ async def on_driver(driver: Driver, call: Callable[..., Awaitable[Any]], *argume
                 await driver.session.invalidate()
         if (sqlstate(error) or "").startswith("23"):
             raise IntegrityError(str(arguments[0]) if arguments else "", None, error) from error
-        if is_data_error(error):
-            raise UnstorableValueError() from error
-        unavailable = as_unavailable(error) or (unreachable_database() if dead else None)
-        if unavailable is None:
+        translated = as_service_error(error) or (unreachable_database() if dead else None)
+        if translated is None:
             raise
-        raise unavailable from error
+        raise translated from error
 
 
 class DriverTransaction:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -16,6 +17,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.building_blocks.application.exceptions import TemporarilyUnavailableError
 from app.building_blocks.domain.exceptions import ConflictError, DomainValidationError
+
+logger = logging.getLogger("app.database")
 
 _PG_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>.+)$")
@@ -115,6 +118,17 @@ def as_unavailable(error: BaseException) -> TemporarilyUnavailableError | None:
     if unreachable or lost or isinstance(error, OSError):
         return unreachable_database()
     return None
+
+
+def as_service_error(error: BaseException) -> Exception | None:
+    """What a failed statement means above the database, on SQLAlchemy's path and the driver's
+    alike: a value refused as data is an :class:`UnstorableValueError` (400, logged), an outage a
+    ``TemporarilyUnavailableError`` (see :func:`as_unavailable`); ``None``: the error stays."""
+    if is_data_error(error):
+        refused = error.orig if isinstance(error, StatementError) else error  # without the parameters
+        logger.warning("the database refused a value: %s", str(refused)[:200])
+        return UnstorableValueError()
+    return as_unavailable(error)
 
 
 def unreachable_database() -> TemporarilyUnavailableError:
