@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,8 +25,11 @@ from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
 from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
 from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_status
+from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.persistence.database import check_database
-from app.building_blocks.observability.logging import configure_logging
+from app.building_blocks.observability.runtime import sample_runtime
+from app.building_blocks.observability.setup import instrument_app, setup_process_observability
+from app.building_blocks.observability.tracing import flush_traces
 from app.composition import build_service
 from app.settings import Settings, get_settings
 
@@ -42,12 +46,8 @@ async def parked_outbox_rows(engine: AsyncEngine) -> Mapping[str, int] | Degrade
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(
-        service=settings.service_name,
-        level=settings.log_level,
-        json=settings.log_json,
-        access_log=settings.access_log,
-    )
+    observability = settings.observability()
+    setup_process_observability(observability)  # first: logs and traces of what follows
     # Embedded mode runs the relay and consumers in this process; otherwise the worker does.
     embedded = settings.kafka.embedded
     service = build_service(settings, relay=embedded, consumers=embedded)
@@ -58,6 +58,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await check_database(engine, timeout=settings.database.connect_timeout)
         stop = asyncio.Event()
         background = asyncio.create_task(messaging.run(stop)) if messaging.embedded else None
+        sampler = (
+            asyncio.create_task(
+                sample_runtime(
+                    stop,
+                    engine,
+                    interval=settings.metrics_sample_interval,
+                    probes=[partial(sample_outbox, engine)] if messaging.relay is not None else [],
+                )
+            )
+            if settings.metrics_enabled
+            else None
+        )
         logger.info(
             "%s started (%s, %s messaging)",
             settings.service_name,
@@ -71,8 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stop.set()
             if background is not None:
                 await background
+            if sampler is not None:
+                await sampler
             await messaging.producer.stop()
             await engine.dispose()
+            flush_traces()
 
     app = FastAPI(
         title=settings.title,
@@ -94,7 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_request_body_bytes,
         body_timeout=settings.request_body_timeout,
     )
-    app.add_middleware(CorrelationIdMiddleware)  # outermost: every response carries the id
+    app.add_middleware(CorrelationIdMiddleware)  # every response carries the id
+    # Metrics time the whole stack; the request's span (FastAPI's instrumentation) wraps them all.
+    instrument_app(app, observability)
 
     checks = [HealthCheck("database", lambda: check_database(engine))]
     if settings.kafka.enable_outbox:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.building_blocks.infrastructure.garbage_collection import DEFAULT_THRESHOLD
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
+from app.building_blocks.observability.config import ObservabilityConfig
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/app.db"
 
@@ -83,6 +84,19 @@ class Settings(BaseSettings):
         description="once started, freeze the startup heap and collect the young generation every "
         "N allocations (Python: 700); 0 leaves the garbage collector alone",
     )
+    tracing_enabled: bool = Field(
+        default=True,
+        description="trace ids for every request, log line and error; spans are exported only "
+        "where OTEL_EXPORTER_OTLP_ENDPOINT points",
+    )
+    metrics_enabled: bool = Field(default=True, description="Prometheus metrics; the API serves GET /metrics")
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes the worker from another host
+    worker_metrics_port: int = Field(
+        default=9102, ge=0, le=65535, description="where the worker serves /metrics; 0: not served"
+    )
+    metrics_sample_interval: float = Field(
+        default=5.0, gt=0, description="seconds between samples of the process, pool and outbox gauges"
+    )
     readiness_timeout: float = Field(default=2.0, gt=0)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=0)
     request_body_timeout: float = Field(default=30.0, gt=0)
@@ -94,6 +108,17 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+
+    def observability(self, *, process: str | None = None) -> ObservabilityConfig:
+        """The observability of one process: the API (``service_name``) or ``<service_name>-<process>``."""
+        return ObservabilityConfig(
+            service_name=f"{self.service_name}-{process}" if process else self.service_name,
+            tracing_enabled=self.tracing_enabled,
+            metrics_enabled=self.metrics_enabled,
+            log_level=self.log_level,
+            log_json=self.log_json,
+            access_log=self.access_log,
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
@@ -36,12 +37,19 @@ from app.building_blocks.infrastructure.messaging.outbox_admin import (
     list_parked,
     retry_parked,
 )
+from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.messaging.provisioning import provision_topics
 from app.building_blocks.infrastructure.persistence.database import (
     DatabaseUnavailableError,
     check_database,
 )
-from app.building_blocks.observability.logging import configure_logging
+from app.building_blocks.observability.runtime import sample_runtime
+from app.building_blocks.observability.setup import (
+    instrument_mediator,
+    serve_metrics,
+    setup_process_observability,
+)
+from app.building_blocks.observability.tracing import flush_traces
 from app.composition import build_engine, build_service
 from app.messaging import Messaging
 from app.settings import Settings, get_settings
@@ -54,6 +62,10 @@ SHUTDOWN_MARGIN = 5.0  # beyond OUTBOX_SHUTDOWN_GRACE, for closing connections a
 async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool = True) -> None:
     service = build_service(settings, relay=relay, consumers=consumers)
     engine, messaging = service.engine, service.messaging
+    if settings.tracing_enabled or settings.metrics_enabled:
+        instrument_mediator(service.mediator)
+    if settings.metrics_enabled and settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     try:
         await check_database(engine, timeout=settings.database.connect_timeout)
         stop = asyncio.Event()
@@ -67,13 +79,30 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             "in-process" if messaging.embedded else "kafka",
         )
         tune_garbage_collector(settings.gc_threshold)
+        sampler = (
+            asyncio.create_task(
+                sample_runtime(
+                    stop,
+                    engine,
+                    interval=settings.metrics_sample_interval,
+                    probes=[partial(sample_outbox, engine)] if messaging.relay is not None else [],
+                )
+            )
+            if settings.metrics_enabled
+            else None
+        )
         try:
             await _until_stopped(_serve(settings, messaging, stop), stop, settings.outbox.shutdown_grace)
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             await messaging.producer.stop()
         logger.info("worker stopped")
     finally:
         await engine.dispose()
+        flush_traces()
 
 
 async def _serve(settings: Settings, messaging: Messaging, stop: asyncio.Event) -> None:
@@ -173,9 +202,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = get_settings()
-    configure_logging(
-        service=f"{settings.service_name}-worker", level=settings.log_level, json=settings.log_json
-    )
+    setup_process_observability(settings.observability(process="worker"))
     try:
         if args.command == "replay-dlq":
             count = asyncio.run(replay(settings, args.topic, args.limit))

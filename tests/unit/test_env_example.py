@@ -13,6 +13,14 @@ from app.settings import DatabaseSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_ONLY = {"REQUIRE_SERVICES", "TEST_DATABASE_URL", "BASE_URL"}
+# Read by others: the OpenTelemetry SDK (its OTEL_* variables) and gunicorn.conf.py.
+GUNICORN = {
+    "WEB_CONCURRENCY",
+    "GUNICORN_BIND",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "PROMETHEUS_MULTIPROC_DIR",
+}
 
 
 def settings_variables() -> set[str]:
@@ -36,5 +44,23 @@ def documented_variables() -> set[str]:
     return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
 
 
+def otel_variables() -> set[str]:
+    """Every variable the OpenTelemetry SDK and exporters define."""
+    from opentelemetry import environment_variables as api
+    from opentelemetry.sdk import environment_variables as sdk
+
+    return {value for module in (api, sdk) for value in vars(module).values() if isinstance(value, str)}
+
+
 def test_env_example_matches_the_settings() -> None:
-    assert documented_variables() - TEST_ONLY == settings_variables()
+    documented = documented_variables() - TEST_ONLY
+    assert {name for name in documented if not name.startswith("OTEL_")} - GUNICORN == settings_variables()
+
+
+def test_the_variables_others_read_exist() -> None:
+    documented = documented_variables()
+    assert {name for name in documented if name.startswith("OTEL_")} <= otel_variables()
+    gunicorn_conf = (ROOT / "gunicorn.conf.py").read_text()
+    for name in GUNICORN:
+        assert name in documented
+        assert f'"{name}"' in gunicorn_conf

@@ -124,6 +124,11 @@ class Mediator(Generic[TUnitOfWork]):
             self._behaviors.append(behavior)
 
     @property
+    def behaviors(self) -> tuple[PipelineBehavior, ...]:
+        """The pipeline, outermost first."""
+        return tuple(self._behaviors)
+
+    @property
     def registered(self) -> frozenset[type[Request[Any]]]:
         return frozenset(self._factories)
 

@@ -1,8 +1,42 @@
-"""Read the active OpenTelemetry span without depending on how tracing was set up."""
+"""Tracing: one tracer provider a process, exporting over OTLP when an endpoint is configured.
+
+The ``OTEL_*`` variables mean what the OpenTelemetry SDK says they mean: the endpoint, protocol,
+headers and timeouts (``OTEL_EXPORTER_OTLP_[TRACES_]*``), the sampler (``OTEL_TRACES_SAMPLER`` and
+its argument), ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``, and ``OTEL_TRACES_EXPORTER``
+(``otlp``, ``console`` or ``none``). With no endpoint set nothing is exported, yet every request
+still gets a W3C trace id for its logs and errors: a service without a collector runs quietly.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections.abc import Sequence
+
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.util.types import Attributes
+
+logger = logging.getLogger("app.observability")
+
+TRACER_NAME = "app"
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
 
 
 def current_trace_id() -> str | None:
@@ -14,3 +48,134 @@ def current_trace_id() -> str | None:
 def current_span_id() -> str | None:
     context = trace.get_current_span().get_span_context()
     return format(context.span_id, "016x") if context.is_valid else None
+
+
+class HousekeepingSampler(Sampler):
+    """Drops client spans that start a trace; everything else goes to ``delegate``.
+
+    A SQL statement, HTTP call or Redis command with no request or message around it is the
+    process's own housekeeping: the relay claiming rows and marking them published, the consumer's
+    inbox purge, the readiness probe's ``SELECT 1``. Exported, each would be a one-span trace every
+    poll, burying the traces people look for.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self.delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"HousekeepingSampler{{{self.delegate.get_description()}}}"
+
+
+def sampler_from_environment() -> Sampler:
+    """``OTEL_TRACES_SAMPLER`` as the SDK reads it (default: parent-based, always on)."""
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    argument = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    try:
+        ratio = min(1.0, max(0.0, float(argument)))
+    except ValueError:
+        ratio = 1.0
+    samplers: dict[str, Sampler] = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": TraceIdRatioBased(ratio),
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": ParentBased(TraceIdRatioBased(ratio)),
+    }
+    if name not in samplers:
+        logger.warning("OTEL_TRACES_SAMPLER=%s is not a sampler this service knows; sampling all", name)
+    return samplers.get(name, samplers["parentbased_always_on"])
+
+
+def span_exporter_from_environment() -> SpanExporter | None:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names, or ``None`` when there is nowhere to send.
+
+    ``otlp`` (the default) needs ``OTEL_EXPORTER_OTLP_ENDPOINT`` or its traces-only twin; the
+    protocol is ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``: ``http/protobuf`` (the specification's
+    default) or ``grpc``. The exporter reads its endpoint, headers and timeout from the
+    environment itself.
+    """
+    names = {name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")}
+    if "console" in names:
+        return ConsoleSpanExporter()
+    if "otlp" not in names:
+        return None
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not endpoint:
+        return None
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    if protocol != "http/protobuf":
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected 'http/protobuf' or 'grpc'")
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter()
+
+
+def configure_tracing(*, service_name: str, service_version: str = "0.1.0") -> TracerProvider:
+    """Install the process's tracer provider once; later calls return it.
+
+    The first caller's service name wins: OpenTelemetry allows one global provider a process.
+    Under gunicorn each worker process calls this after the fork (the app is built in the
+    worker), so no exporter thread is inherited from the master.
+    """
+    global _provider
+    with _lock:
+        if _provider is not None:
+            return _provider
+        resource = Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: service_version})
+        provider = TracerProvider(resource=resource, sampler=HousekeepingSampler(sampler_from_environment()))
+        exporter = span_exporter_from_environment()
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        _provider = provider
+        logger.debug(
+            "tracing: %s, exporting to %s",
+            provider.resource.attributes.get(SERVICE_NAME),
+            type(exporter).__name__ if exporter else "nowhere",
+        )
+        return provider
+
+
+def tracing_provider() -> TracerProvider | None:
+    """The provider :func:`configure_tracing` installed, if any."""
+    return _provider
+
+
+def flush_traces(timeout_seconds: float = 5.0) -> None:
+    """Send what is buffered (at shutdown): bounded, never raising."""
+    if _provider is not None:
+        try:
+            _provider.force_flush(int(timeout_seconds * 1000))
+        except Exception:  # pragma: no cover - an exporter's failure must not fail a shutdown
+            logger.warning("tracing: flushing spans failed", exc_info=True)
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)

@@ -39,12 +39,19 @@ from app.building_blocks.infrastructure.messaging import inbox
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig
 from app.building_blocks.infrastructure.messaging.envelope import OutgoingMessage, ReceivedMessage
 from app.building_blocks.infrastructure.messaging.failures import FailureKind, classify_failure
+from app.building_blocks.infrastructure.messaging.tracing import consume_span
 from app.building_blocks.infrastructure.messaging.transport import (
     MessageProducer,
     MessageSource,
     PartitionsReassignedError,
 )
 from app.building_blocks.infrastructure.messaging.waiting import unless_stopped, wait_for_event
+from app.building_blocks.observability.metrics import (
+    CONSUMER_LAG,
+    CONSUMER_MESSAGES,
+    CONSUMER_PAUSED,
+    CONSUMER_RETRIES,
+)
 
 logger = logging.getLogger("app.messaging.consumer")
 
@@ -156,6 +163,7 @@ class InboxConsumer:
     async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             messages = await self.source.fetch(FETCH_TIMEOUT, MAX_RECORDS)
+            await self._report_lag()
             done: list[ReceivedMessage] = []
             try:
                 for message in messages:
@@ -190,6 +198,15 @@ class InboxConsumer:
         """
         if stop is None:
             stop = asyncio.Event()  # never set: retry an outage for as long as it lasts
+        system = getattr(self.source, "system", "unknown")
+        with consume_span(message, consumer=self.name, system=system) as span:
+            outcome = await self._process(message, stop)
+            span.set_attribute("messaging.outcome", outcome)
+        if outcome != "stopped":
+            CONSUMER_MESSAGES.labels(self.name, message.topic, outcome.replace("-", "_")).inc()
+        return outcome
+
+    async def _process(self, message: ReceivedMessage, stop: asyncio.Event) -> Outcome:
         try:
             message_id = _message_id(message)
         except MalformedMessageError as malformed:
@@ -202,12 +219,14 @@ class InboxConsumer:
                     fresh = await self._handle_once(message, message_id)
                 except Exception as failure:
                     if self._kind(failure) is FailureKind.OUTAGE:
+                        CONSUMER_RETRIES.labels(self.name, message.topic, "outage").inc()
                         delay = self._outage_continues(message, failure)
                     else:
                         self._outage_over()
                         attempts += 1
                         if attempts >= self.config.retry_attempts:
                             return await self._dead_letter(message, failure, attempts, stop)
+                        CONSUMER_RETRIES.labels(self.name, message.topic, "poison").inc()
                         delay = self._backoff(attempts, self.config.retry_backoff_ms / 1000)
                         logger.info(
                             "%s: %s failed (%s), attempt %d of %d",
@@ -219,6 +238,7 @@ class InboxConsumer:
                         )
                     if not paused:
                         self.source.pause()
+                        CONSUMER_PAUSED.labels(self.name).set(1)
                         paused = True
                     if await self._wait(stop, delay):
                         logger.info(
@@ -237,6 +257,13 @@ class InboxConsumer:
         finally:
             if paused:
                 self.source.resume()
+                CONSUMER_PAUSED.labels(self.name).set(0)
+
+    async def _report_lag(self) -> None:
+        lag = getattr(self.source, "lag", None)
+        if lag is not None:
+            for topic, behind in (await lag()).items():
+                CONSUMER_LAG.labels(self.name, topic).set(behind)
 
     async def _handle_once(self, message: ReceivedMessage, message_id: str) -> bool:
         async with self.sessions() as session, session.begin():

@@ -75,6 +75,8 @@ class KafkaMessageProducer:
     ``stop_timeout`` seconds at most for what is in hand.
     """
 
+    system = "kafka"  # for spans' messaging.system
+
     def __init__(self, config: KafkaConfig, *, stop_timeout: float = 5.0) -> None:
         self._config = config
         self._stop_timeout = stop_timeout
@@ -255,6 +257,8 @@ class KafkaMessageSource:
     committed offsets, which ``keep_alive`` reports as :class:`PartitionsReassignedError`.
     """
 
+    system = "kafka"
+
     def __init__(self, config: KafkaConfig, group: str, topics: Sequence[str]) -> None:
         self._config = config
         self._group = group
@@ -299,6 +303,25 @@ class KafkaMessageSource:
             for records in batches.values()
             for record in records
         ]
+
+    async def lag(self) -> dict[str, int]:
+        """Messages between this member's positions and the high watermarks, by topic (for the
+        partitions it holds whose high watermark a fetch has told it)."""
+        consumer = self._consumer
+        behind: dict[str, int] = {}
+        if consumer is None:
+            return behind
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            try:
+                position = await consumer.position(partition)
+            except Exception as error:  # reassigned meanwhile: the next fetch tells again
+                logger.debug("lag of %s unknown: %s", partition, error)
+                continue
+            behind[partition.topic] = behind.get(partition.topic, 0) + max(0, highwater - position)
+        return behind
 
     async def commit(self, processed: Sequence[ReceivedMessage]) -> None:
         assert self._consumer is not None, "start() first"

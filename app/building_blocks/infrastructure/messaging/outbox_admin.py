@@ -11,7 +11,7 @@ earliest parked row of an aggregate is its *cause*; the others *wait* behind it.
 - ``discard_parked``: give up the cause (a reason is required and logged with the event), and
   release the rows behind it. The discarded row stays, marked published with the reason as its
   ``last_error``, until the retention purge.
-- ``outbox_status``: counts for a readiness detail or a gauge.
+- ``outbox_status``: counts for a readiness detail; ``outbox_backlog``: the relay's gauges.
 """
 
 from __future__ import annotations
@@ -110,6 +110,27 @@ async def outbox_status(engine: AsyncEngine, *, with_pending: bool = False) -> O
                 )
             ).scalar_one()
     return OutboxStatus(parked=int(parked), waiting=int(rows) - int(parked), pending=pending)
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    pending: int  # unpublished rows that are not parked
+    oldest: datetime | None  # when the oldest of them was written
+    parked: int  # parked rows, causes and the rows waiting behind them
+
+
+async def outbox_backlog(engine: AsyncEngine) -> OutboxBacklog:
+    """The relay's gauges: how much waits, since when, and how much is set aside."""
+    async with engine.connect() as connection:
+        pending, oldest = (
+            await connection.execute(
+                select(func.count(), func.min(_o.occurred_at)).where(
+                    _o.published_at.is_(None), _o.parked_at.is_(None), _o.position > 0
+                )
+            )
+        ).one()
+        parked = (await connection.execute(select(func.count()).where(_PARKED))).scalar_one()
+    return OutboxBacklog(pending=int(pending), oldest=oldest, parked=int(parked))
 
 
 async def retry_parked(engine: AsyncEngine, event_id: uuid.UUID) -> int:

@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,12 +53,14 @@ from app.building_blocks.infrastructure.messaging.relay_store import (
     purge_published,
     relay_store_for,
 )
+from app.building_blocks.infrastructure.messaging.tracing import end_publish_span, start_publish_span
 from app.building_blocks.infrastructure.messaging.transport import (
     MessageProducer,
     MessageRefusedError,
     TransportUnavailableError,
 )
 from app.building_blocks.infrastructure.messaging.waiting import wait_for_event
+from app.building_blocks.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 logger = logging.getLogger("app.messaging.relay")
 
@@ -473,6 +476,7 @@ class OutboxRelay:
                     error,
                     row.message.headers.get("ce_id", position),
                 )
+        _count_outcomes(rows, outcomes)
         result.published = len(sent)
         result.parked = sum(len(positions) for positions in parked.values())
         result.held = len(held)
@@ -528,19 +532,24 @@ class OutboxRelay:
         in_flight: dict[int, asyncio.Future[Any]],
     ) -> None:
         unavailable: SendFailure | None = None
+        system = getattr(self.producer, "system", "unknown")
         for row in rows:
             if unavailable is not None:  # the transport is down: do not offer the rest
                 outcomes[row.position] = unavailable
                 continue
+            span, message = start_publish_span(row.message, system=system)
             try:
-                ack: Awaitable[Any] = await self.producer.enqueue(row.message)
+                ack: Awaitable[Any] = await self.producer.enqueue(message)
             except Exception as error:
+                end_publish_span(span, None, error)
                 failure = _failure(error)
                 if failure.kind is Failure.UNAVAILABLE:
                     unavailable = failure
                 outcomes[row.position] = failure
             else:
-                in_flight[row.position] = asyncio.ensure_future(ack)
+                future = asyncio.ensure_future(ack)
+                future.add_done_callback(partial(end_publish_span, span))
+                in_flight[row.position] = future
 
     @contextlib.asynccontextmanager
     async def _send_window(self) -> AsyncIterator[asyncio.Timeout]:
@@ -560,6 +569,15 @@ class OutboxRelay:
         if total:
             logger.info("outbox relay purged %d published rows", total)
         return total
+
+
+def _count_outcomes(rows: dict[int, ClaimedRow], outcomes: dict[int, SendFailure | None]) -> None:
+    for position, failure in outcomes.items():
+        topic = rows[position].message.topic
+        if failure is None:
+            OUTBOX_PUBLISHED.labels(topic).inc()
+        else:
+            OUTBOX_PUBLISH_FAILURES.labels(topic, failure.kind.value).inc()
 
 
 def _parked_before(parked: dict[tuple[str, str], int], row: ClaimedRow) -> bool:

@@ -212,6 +212,8 @@ class InProcessBroker:
 class InProcessProducer:
     """Hands messages to the in-process broker; acknowledged once every consumer handled them."""
 
+    system = "in-process"  # for spans' messaging.system
+
     def __init__(self, broker: InProcessBroker, *, wait_for_consumers: bool = True) -> None:
         self._broker = broker
         self._wait_for_consumers = wait_for_consumers
@@ -250,6 +252,8 @@ class InProcessProducer:
 
 
 class InProcessSource:
+    system = "in-process"
+
     def __init__(self, broker: InProcessBroker, group: str, topics: Sequence[str]) -> None:
         self._broker = broker
         self._group = group
@@ -264,6 +268,13 @@ class InProcessSource:
 
     async def fetch(self, timeout: float, max_records: int) -> list[ReceivedMessage]:
         return await self._broker._fetch(self._group, self._topics, self._positions, timeout, max_records)
+
+    async def lag(self) -> dict[str, int]:
+        return {
+            topic: len(self._broker._logs[topic])
+            - self._positions.get(topic, self._broker._committed.get((self._group, topic), 0))
+            for topic in self._topics
+        }
 
     async def commit(self, processed: Sequence[ReceivedMessage]) -> None:
         for message in processed:

@@ -1,0 +1,51 @@
+"""The mediator behaviour that traces and measures every ``send()``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.trace import Status, StatusCode
+
+from app.building_blocks.application.mediator import NextStep, RequestContext
+from app.building_blocks.domain.exceptions import DomainError
+from app.building_blocks.observability.metrics import MEDIATOR_REQUEST_DURATION, MEDIATOR_REQUESTS
+from app.building_blocks.observability.tracing import tracer
+
+
+class ObservabilityBehavior:
+    """One span per request, named after its type, and the request's rate, duration and outcome.
+
+    Outcomes: ``success``; ``rejected``, a business error (a domain error: the caller's answer,
+    not the system's fault, so the span keeps an unset status and the error code); ``failed``,
+    anything else (the span records the exception and an error status). Put it outermost so the
+    duration includes the transaction and the span is the parent of the SQL it runs.
+    """
+
+    async def handle(self, context: RequestContext[Any], call_next: NextStep) -> Any:
+        name = context.request_name
+        kind = "command" if context.is_command else "query"
+        started = time.perf_counter()
+        outcome = "failed"
+        with tracer().start_as_current_span(
+            name,
+            attributes={"mediator.request_type": name, "mediator.request_kind": kind},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await call_next()
+                outcome = "success"
+                return result
+            except DomainError as error:
+                outcome = "rejected"
+                span.set_attribute("mediator.error_code", error.code)
+                raise
+            except BaseException as error:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise
+            finally:
+                span.set_attribute("mediator.outcome", outcome)
+                MEDIATOR_REQUESTS.labels(name, kind, outcome).inc()
+                MEDIATOR_REQUEST_DURATION.labels(name, kind).observe(time.perf_counter() - started)

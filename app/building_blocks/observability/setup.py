@@ -1,0 +1,103 @@
+"""``setup_observability(app, ObservabilityConfig(...))``: traces, logs and metrics in one call.
+
+For the API: the HTTP server span of every request (FastAPI's instrumentation), SQL spans
+(asyncpg's: it sees both the SQLAlchemy path and the kit's direct driver path, which
+SQLAlchemy's events would miss), outbound httpx and Redis calls, a span and metrics per
+``mediator.send()`` of the mediator on ``app.state.mediator``, HTTP metrics by route template
+with trace-id exemplars, and ``GET /metrics``. A process without an app (the worker) calls
+:func:`setup_process_observability` and serves its metrics with :func:`serve_metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.building_blocks.application.mediator import Mediator
+from app.building_blocks.observability.behaviors import ObservabilityBehavior
+from app.building_blocks.observability.config import ObservabilityConfig
+from app.building_blocks.observability.http import add_metrics_endpoint, instrument_http
+from app.building_blocks.observability.logging import configure_logging
+from app.building_blocks.observability.metrics import INFO
+from app.building_blocks.observability.tracing import configure_tracing
+
+logger = logging.getLogger("app.observability")
+
+_instrumented_libraries = threading.Lock()
+
+
+def setup_observability(app: FastAPI, config: ObservabilityConfig) -> None:
+    setup_process_observability(config)
+    instrument_app(app, config)
+
+
+def instrument_app(app: FastAPI, config: ObservabilityConfig) -> None:
+    """The app's part of :func:`setup_observability`, for a process already set up."""
+    if config.tracing_enabled:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app,
+            excluded_urls=config.traces_excluded_urls,
+            exclude_spans=["receive", "send"],  # a span per ASGI message is noise, and costs
+        )
+    if config.metrics_enabled:
+        instrument_http(app, excluded_handlers=(config.metrics_path,))
+        add_metrics_endpoint(app, config.metrics_path)
+    mediator = getattr(app.state, "mediator", None)
+    if isinstance(mediator, Mediator):
+        instrument_mediator(mediator)
+
+
+def setup_process_observability(config: ObservabilityConfig) -> None:
+    """What every process needs: logs, the tracer provider and the libraries' instrumentation."""
+    if config.logging_enabled:
+        configure_logging(
+            service=config.service_name,
+            level=config.log_level,
+            json=config.log_json,
+            access_log=config.access_log,
+        )
+    if config.tracing_enabled:
+        configure_tracing(service_name=config.service_name, service_version=config.service_version)
+        instrument_libraries()
+    if config.metrics_enabled:
+        INFO.labels(config.service_name, config.service_version).set(1)
+
+
+def instrument_libraries() -> None:
+    """asyncpg, httpx and Redis clients, process-wide and once."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    instrumentors: list[Any] = [AsyncPGInstrumentor(), HTTPXClientInstrumentor(), RedisInstrumentor()]  # type: ignore[no-untyped-call]
+    with _instrumented_libraries:
+        for instrumentor in instrumentors:
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument()
+
+
+def instrument_mediator(mediator: Mediator[Any]) -> None:
+    """Trace and measure every ``send()``: outermost, so the span holds the transaction's SQL."""
+    if not any(isinstance(behavior, ObservabilityBehavior) for behavior in mediator.behaviors):
+        mediator.add_behavior(ObservabilityBehavior(), outermost=True)
+
+
+def serve_metrics(host: str, port: int) -> bool:
+    """Serve this process's registry (OpenMetrics when asked) on ``host:port``; ``False`` when
+    the port is taken, which is logged and costs only the metrics, never the process."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:
+        logger.warning(
+            "metrics: cannot serve on %s:%d (%s); this process's metrics are not scraped", host, port, error
+        )
+        return False
+    logger.info("metrics on http://%s:%d/metrics", host, port)
+    return True
