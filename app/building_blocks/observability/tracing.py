@@ -34,6 +34,7 @@ from opentelemetry.util.types import Attributes
 logger = logging.getLogger("app.observability")
 
 TRACER_NAME = "app"
+DATABASE_ATTRIBUTES = ("db.system", "db.system.name")  # what database instrumentations set at start
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -51,12 +52,13 @@ def current_span_id() -> str | None:
 
 
 class HousekeepingSampler(Sampler):
-    """Drops client spans that start a trace; everything else goes to ``delegate``.
+    """Drops database client spans that start a trace; everything else goes to ``delegate``.
 
-    A SQL statement, HTTP call or Redis command with no request or message around it is the
-    process's own housekeeping: the relay claiming rows and marking them published, the consumer's
-    inbox purge, the readiness probe's ``SELECT 1``. Exported, each would be a one-span trace every
-    poll, burying the traces people look for.
+    A SQL statement or Redis command with no request or message around it is the process's own
+    housekeeping: the relay claiming rows and marking them published, the consumer's inbox purge,
+    the gauges' sampling. Exported, each would be a one-span trace every poll, burying the traces
+    people look for. An HTTP call is not dropped so: its ``traceparent`` would tell the service it
+    calls not to trace the request either.
     """
 
     def __init__(self, delegate: Sampler) -> None:
@@ -72,7 +74,12 @@ class HousekeepingSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
-        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+        if (
+            kind is SpanKind.CLIENT
+            and attributes
+            and any(name in attributes for name in DATABASE_ATTRIBUTES)
+            and not trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
             return SamplingResult(Decision.DROP)
         return self.delegate.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
@@ -236,10 +237,12 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
     assert_problem(await client.put(USERS), 405, "METHOD_NOT_ALLOWED")
 
 
-async def test_correlation_id_is_echoed_and_becomes_the_trace_id(client: httpx.AsyncClient) -> None:
+async def test_correlation_id_is_echoed_and_the_problem_carries_the_w3c_trace_id(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.get(f"{USERS}/{uuid.uuid4()}", headers={"X-Correlation-Id": "req-123"})
     assert response.headers["x-correlation-id"] == "req-123"
-    assert response.json()["trace_id"] == "req-123"
+    assert re.fullmatch(r"[0-9a-f]{32}", response.json()["trace_id"])
     generated = await client.get("/health/live", headers={"X-Correlation-Id": "bad id with spaces"})
     assert generated.headers["x-correlation-id"] != "bad id with spaces"
     assert uuid.UUID(generated.headers["x-correlation-id"])

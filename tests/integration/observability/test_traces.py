@@ -1,0 +1,100 @@
+"""One trace from the HTTP request through the outbox to the consumer, in process (both backends).
+
+The request carries a W3C ``traceparent``, so its trace id is known; the server span continues it,
+the mediator's span and the SQL are its children, the outbox row keeps its context, and the
+relay's publish span and the consumer's span continue that trace, not the relay's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import httpx
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from tests.helpers import unique_email
+from tests.integration.observability.conftest import spans_of, wait_for_spans
+
+TOPIC = "user-service.users.v1"
+
+
+def traceparent() -> tuple[int, dict[str, str]]:
+    trace_id = secrets.randbits(128) | 1
+    return trace_id, {"traceparent": f"00-{trace_id:032x}-{secrets.randbits(64) | 1:016x}-01"}
+
+
+def by_name(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    matching = [span for span in spans if span.name == name]
+    assert matching, f"no span {name!r} in {sorted(span.name for span in spans)}"
+    return matching[0]
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+async def test_one_trace_holds_request_command_sql_publish_and_consume(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter, database_url: str
+) -> None:
+    trace_id, headers = traceparent()
+    response = await client.post(
+        "/api/v1/users", json={"email": unique_email("traced"), "name": "Traced"}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    found = await asyncio.to_thread(
+        wait_for_spans,
+        spans,
+        trace_id,
+        "POST /api/v1/users",
+        "RegisterUser",
+        f"{TOPIC} publish",
+        f"{TOPIC} process",
+    )
+    server = by_name(found, "POST /api/v1/users")
+    command = by_name(found, "RegisterUser")
+    publish = by_name(found, f"{TOPIC} publish")
+    consume = by_name(found, f"{TOPIC} process")
+    assert server.kind is SpanKind.SERVER
+    assert parent_of(command) == server.context.span_id
+    assert command.attributes is not None
+    assert command.attributes["mediator.outcome"] == "success"
+    # The relay's span continues the command's trace, under the span that wrote the row.
+    assert publish.kind is SpanKind.PRODUCER
+    assert parent_of(publish) in {span.context.span_id for span in found if span is not publish}
+    assert consume.kind is SpanKind.CONSUMER
+    assert parent_of(consume) == publish.context.span_id
+    assert consume.attributes is not None
+    assert consume.attributes["messaging.outcome"] == "handled"
+    if database_url.startswith("postgresql"):
+        sql = [span for span in found if span.kind is SpanKind.CLIENT and span.attributes]
+        assert any(parent_of(span) == command.context.span_id for span in sql), "no SQL under the command"
+        # The projection's SQL belongs to the consumer's span.
+        assert any(parent_of(span) == consume.context.span_id for span in sql), "no SQL under the consumer"
+
+
+async def test_a_failing_request_reports_its_trace_id(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    trace_id, headers = traceparent()
+    response = await client.get("/api/v1/users/00000000-0000-0000-0000-000000000000", headers=headers)
+    assert response.status_code == 404
+    assert response.json()["trace_id"] == f"{trace_id:032x}"
+    found = await asyncio.to_thread(wait_for_spans, spans, trace_id, "GetUser")
+    query = by_name(found, "GetUser")
+    assert query.attributes is not None
+    assert query.attributes["mediator.outcome"] == "rejected"
+    assert query.attributes["mediator.error_code"] == "USER_NOT_FOUND"
+    assert query.status.status_code is StatusCode.UNSET  # a business answer, not the system's failure
+
+
+async def test_probes_and_scrapes_are_not_traced(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    trace_id, headers = traceparent()
+    for path in ("/health/live", "/health/ready", "/metrics"):
+        assert (await client.get(path, headers=headers)).status_code == 200
+    await asyncio.sleep(0.2)
+    assert spans_of(spans, trace_id) == []
