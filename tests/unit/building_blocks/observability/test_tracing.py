@@ -1,0 +1,91 @@
+"""The sampler, the exporter choice from ``OTEL_*`` and the mediator behaviour's span and outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+from app.building_blocks.observability.tracing import (
+    HousekeepingSampler,
+    sampler_from_environment,
+    span_exporter_from_environment,
+)
+
+OTEL = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OTEL:
+        monkeypatch.delenv(name, raising=False)
+
+
+def decide(kind: SpanKind, attributes: dict[str, Any] | None, *, parent: bool) -> Decision:
+    context = None
+    if parent:
+        span = NonRecordingSpan(
+            SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        )
+        context = trace.set_span_in_context(span)
+    return (
+        HousekeepingSampler(ParentBased(ALWAYS_ON)).should_sample(context, 7, "x", kind, attributes).decision
+    )
+
+
+def test_database_calls_outside_any_request_are_housekeeping() -> None:
+    assert decide(SpanKind.CLIENT, {"db.system": "postgresql"}, parent=False) is Decision.DROP
+    assert decide(SpanKind.CLIENT, {"db.system.name": "redis"}, parent=False) is Decision.DROP
+
+
+def test_everything_else_is_sampled() -> None:
+    assert decide(SpanKind.CLIENT, {"db.system": "postgresql"}, parent=True) is Decision.RECORD_AND_SAMPLE
+    # An HTTP call without a parent is kept: dropping it would tell the called service not to trace.
+    assert decide(SpanKind.CLIENT, {"http.request.method": "GET"}, parent=False) is Decision.RECORD_AND_SAMPLE
+    assert decide(SpanKind.SERVER, None, parent=False) is Decision.RECORD_AND_SAMPLE
+    assert decide(SpanKind.PRODUCER, None, parent=False) is Decision.RECORD_AND_SAMPLE
+
+
+def test_the_sampler_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "AlwaysOnSampler" in sampler_from_environment().get_description()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    sampler = sampler_from_environment()
+    assert isinstance(sampler, ParentBased)
+    assert "0.25" in sampler.get_description()  # type: ignore[no-untyped-call]
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    assert isinstance(sampler_from_environment(), TraceIdRatioBased)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    assert sampler_from_environment().get_description() == "AlwaysOffSampler"
+
+
+def test_nothing_is_exported_without_an_endpoint() -> None:
+    assert span_exporter_from_environment() is None
+
+
+def test_the_exporter_follows_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert isinstance(span_exporter_from_environment(), HttpExporter)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    assert isinstance(span_exporter_from_environment(), GrpcExporter)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+    with pytest.raises(ValueError, match="http/protobuf"):
+        span_exporter_from_environment()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert span_exporter_from_environment() is None
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert isinstance(span_exporter_from_environment(), ConsoleSpanExporter)
