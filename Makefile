@@ -101,7 +101,7 @@ clean: ## Remove caches, build output and the local SQLite database (not var/kaf
 
 # Targets whose capability has not landed yet say so and fail.
 NOT_YET_DOCKER = the Dockerfile and docker-compose stack have not landed yet
-NOT_YET_OBS = the observability stack (OpenTelemetry, Grafana, Tempo, Loki, Prometheus) has not landed yet
+NOT_YET_OBS = the compose stack that runs Grafana, Tempo, Loki and Prometheus (configured in grafana/ prometheus/ tempo/ loki/) has not landed yet; the service's own telemetry has: docs/OBSERVABILITY.md
 not-yet = @echo "make $@: not available: $(1)" >&2; exit 1
 
 docker-build: ## (not yet) Build the Docker image

@@ -28,7 +28,11 @@ from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_sta
 from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.persistence.database import check_database
 from app.building_blocks.observability.runtime import sample_runtime
-from app.building_blocks.observability.setup import instrument_app, setup_process_observability
+from app.building_blocks.observability.setup import (
+    instrument_app,
+    request_telemetry,
+    setup_process_observability,
+)
 from app.building_blocks.observability.tracing import flush_traces
 from app.composition import build_service
 from app.settings import Settings, get_settings
@@ -96,6 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         f"({', '.join(context.name for context in service.contexts)}). "
         "Errors are RFC 9457 `application/problem+json`.",
         lifespan=lifespan,
+        # FastAPI's own telemetry makes the request's server span (W3C context from the headers,
+        # named after the route template); metrics and logs are the kit's, and per-operation
+        # spans (dependencies, endpoint, serialization) would double the spans of every request.
+        telemetry=request_telemetry(observability),
     )
     app.state.settings = settings
     app.state.engine = engine

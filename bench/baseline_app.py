@@ -104,6 +104,8 @@ def outbox_values(
         "ce_subject": str(user_id),
         "content-type": "application/json",
         "ce_correlationid": correlation_id,
+        # The service writes the request's trace context with the row (tracing is on by default).
+        "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
     }
     compact = (",", ":")
     return (

@@ -5,7 +5,11 @@
 #                                Maven, installed the same way when missing); wrk, the load
 #                                generator of `make bench-api`, is installed too when missing and
 #                                root (optional: failing to install it only warns)
-#   scripts/services.sh down     stop Kafka (PostgreSQL is the machine's cluster and keeps running)
+#                                Prometheus (Debian's package: promtool checks the stack's config and
+#                                the observability proof scrapes the service with it) and Jaeger,
+#                                the OTLP trace receiver of the tests (scripts/jaeger.sh: built once
+#                                with Go into ~/.cache, about 5 minutes the first time)
+#   scripts/services.sh down     stop Kafka and Jaeger (PostgreSQL is the machine's cluster and keeps running)
 #   scripts/services.sh status   say what answers
 # `up` fails when any service did not come up; each one is still tried.
 # The same script serves developers (make services / make test) and CI (.ci/run).
@@ -16,7 +20,8 @@ PG_PORT=${PG_PORT:-5432}
 APP_ROLE=${APP_DB_USER:-app}
 APP_PASSWORD=${APP_DB_PASSWORD:-app}
 APP_DB=${APP_DB_NAME:-app}
-KAFKA_BROKER=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/kafka/broker.sh
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KAFKA_BROKER=$ROOT_DIR/kafka/broker.sh
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -88,9 +93,29 @@ kafka_up() {
   fi
 }
 
+prometheus_install() {
+  if bash "$ROOT_DIR/scripts/prometheus.sh" install; then
+    log "Prometheus: $(command -v prometheus) (started by the tests that need it)"
+  else
+    log "Prometheus is not installed (apt-get install prometheus); the observability proof needs it"
+    return 1
+  fi
+}
+
+jaeger_up() {
+  local line
+  if line=$(bash "$ROOT_DIR/scripts/jaeger.sh" up); then
+    log "$line"
+  else
+    log "Jaeger did not start (scripts/jaeger.sh logs); the trace export tests need it"
+    return 1
+  fi
+}
+
 status() {
   if port_open "$PG_HOST" "$PG_PORT"; then log "PostgreSQL: up on $PG_HOST:$PG_PORT"; else log "PostgreSQL: down"; fi
   log "$(bash "$KAFKA_BROKER" status)"
+  log "$(bash "$ROOT_DIR/scripts/jaeger.sh" status)"
 }
 
 case "${1:-up}" in
@@ -99,11 +124,14 @@ case "${1:-up}" in
     postgres_up || failed=1
     wrk_install
     kafka_up || failed=1
+    prometheus_install || failed=1
+    jaeger_up || failed=1
     exit "$failed"
     ;;
   down)
     # Kafka only: PostgreSQL is the machine's cluster (pg_ctlcluster), often shared with other work.
     bash "$KAFKA_BROKER" down
+    bash "$ROOT_DIR/scripts/jaeger.sh" down
     ;;
   status) status ;;
   *) echo "usage: $0 [up|down|status]" >&2; exit 2 ;;

@@ -1,8 +1,8 @@
 """``setup_observability(app, ObservabilityConfig(...))``: traces, logs and metrics in one call.
 
-For the API: the HTTP server span of every request (FastAPI's instrumentation), SQL spans
+For the API: the HTTP server span of every request (FastAPI's own, see :func:`request_telemetry`), SQL spans
 (asyncpg's: it sees both the SQLAlchemy path and the kit's direct driver path, which
-SQLAlchemy's events would miss), outbound httpx and Redis calls, a span and metrics per
+SQLAlchemy's events would miss), Redis calls, a span and metrics per
 ``mediator.send()`` of the mediator on ``app.state.mediator``, HTTP metrics by route template
 with trace-id exemplars, and ``GET /metrics``. A process without an app (the worker) calls
 :func:`setup_process_observability` and serves its metrics with :func:`serve_metrics`.
@@ -11,16 +11,25 @@ with trace-id exemplars, and ``GET /metrics``. A process without an app (the wor
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from app.building_blocks.application.mediator import Mediator
 from app.building_blocks.observability.behaviors import ObservabilityBehavior
 from app.building_blocks.observability.config import ObservabilityConfig
 from app.building_blocks.observability.http import add_metrics_endpoint, instrument_http
-from app.building_blocks.observability.logging import configure_logging
+from app.building_blocks.observability.log_export import configure_log_export
+from app.building_blocks.observability.logging import (
+    NOISY_LIBRARIES,
+    ContextFilter,
+    RepeatFilter,
+    configure_logging,
+)
 from app.building_blocks.observability.metrics import INFO
 from app.building_blocks.observability.tracing import configure_tracing
 
@@ -36,20 +45,36 @@ def setup_observability(app: FastAPI, config: ObservabilityConfig) -> None:
 
 def instrument_app(app: FastAPI, config: ObservabilityConfig) -> None:
     """The app's part of :func:`setup_observability`, for a process already set up."""
-    if config.tracing_enabled:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        FastAPIInstrumentor.instrument_app(
-            app,
-            excluded_urls=config.traces_excluded_urls,
-            exclude_spans=["receive", "send"],  # a span per ASGI message is noise, and costs
-        )
     if config.metrics_enabled:
         instrument_http(app, excluded_handlers=(config.metrics_path,))
         add_metrics_endpoint(app, config.metrics_path)
     mediator = getattr(app.state, "mediator", None)
     if isinstance(mediator, Mediator):
         instrument_mediator(mediator)
+
+
+def request_telemetry(config: ObservabilityConfig) -> TelemetryConfig:
+    """``FastAPI(telemetry=...)``: FastAPI's own server span per request, and nothing else of it.
+
+    FastAPI makes the request's span itself once a tracer provider is installed (continuing the
+    caller's ``traceparent``, named after the route template), so no instrumentation package is
+    needed. Its per-operation spans (dependencies, endpoint, serialization) would triple the
+    spans of every request; its metrics and logs would duplicate the kit's Prometheus series and
+    JSON lines. Probes and the scrape are not traced.
+    """
+    excluded = [re.compile(pattern) for pattern in config.traces_excluded_urls.split(",") if pattern]
+
+    def exclude(scope: MutableMapping[str, Any]) -> bool:
+        path = str(scope.get("path", ""))
+        return any(pattern.search(path) for pattern in excluded)
+
+    return {
+        "tracing": config.tracing_enabled,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "exclude": exclude,
+    }
 
 
 def setup_process_observability(config: ObservabilityConfig) -> None:
@@ -61,6 +86,12 @@ def setup_process_observability(config: ObservabilityConfig) -> None:
             json=config.log_json,
             access_log=config.access_log,
         )
+        configure_log_export(
+            service_name=config.service_name,
+            service_version=config.service_version,
+            level=config.log_level,
+            filters=(ContextFilter(config.service_name), RepeatFilter(loggers=NOISY_LIBRARIES)),
+        )
     if config.tracing_enabled:
         configure_tracing(service_name=config.service_name, service_version=config.service_version)
         instrument_libraries()
@@ -69,12 +100,16 @@ def setup_process_observability(config: ObservabilityConfig) -> None:
 
 
 def instrument_libraries() -> None:
-    """asyncpg, httpx and Redis clients, process-wide and once."""
+    """asyncpg and Redis clients, process-wide and once.
+
+    httpx is instrumented per client (``HTTPXClientInstrumentor.instrument_client``) by the kit's
+    outbound client, not process-wide: a test's or a tool's client calling the app in process
+    would otherwise become the parent of the app's own request spans.
+    """
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    instrumentors: list[Any] = [AsyncPGInstrumentor(), HTTPXClientInstrumentor(), RedisInstrumentor()]  # type: ignore[no-untyped-call]
+    instrumentors: list[Any] = [AsyncPGInstrumentor(), RedisInstrumentor()]  # type: ignore[no-untyped-call]
     with _instrumented_libraries:
         for instrumentor in instrumentors:
             if not instrumentor.is_instrumented_by_opentelemetry:

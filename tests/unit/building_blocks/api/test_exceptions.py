@@ -64,7 +64,7 @@ class Person(BaseModel):
 
 
 def build_app(*, include_stack_trace: bool = False) -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(telemetry={"tracing": False})  # untraced: trace_id falls back to the correlation id
     setup_exception_handlers(app, include_stack_trace=include_stack_trace, log_errors=True)
     install_problem_openapi(app)
     app.add_middleware(CorrelationIdMiddleware)
