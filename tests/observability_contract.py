@@ -62,7 +62,7 @@ _REQUEST_TYPES = ("RegisterUser", "GetUser")  # the request class names (app/use
 _CONSUMERS = ("users.activity-log", "users.welcome-webhook")  # the second one: an example
 
 SERIES: tuple[Series, ...] = (
-    # HTTP (API only; prometheus-fastapi-instrumentator)
+    # HTTP (API only; HttpMetricsMiddleware)
     Series(
         "app_http_requests_total",
         "counter",

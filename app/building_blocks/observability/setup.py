@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,7 +21,7 @@ from fastapi.telemetry import TelemetryConfig
 from app.building_blocks.application.mediator import Mediator
 from app.building_blocks.observability.behaviors import ObservabilityBehavior
 from app.building_blocks.observability.config import ObservabilityConfig
-from app.building_blocks.observability.http import add_metrics_endpoint, instrument_http
+from app.building_blocks.observability.http import TraceIdsMiddleware, add_metrics_endpoint, instrument_http
 from app.building_blocks.observability.log_export import configure_log_export
 from app.building_blocks.observability.logging import (
     NOISY_LIBRARIES,
@@ -31,11 +30,9 @@ from app.building_blocks.observability.logging import (
     configure_logging,
 )
 from app.building_blocks.observability.metrics import INFO
-from app.building_blocks.observability.tracing import configure_tracing
+from app.building_blocks.observability.tracing import configure_tracing, recording
 
 logger = logging.getLogger("app.observability")
-
-_instrumented_libraries = threading.Lock()
 
 
 def setup_observability(app: FastAPI, config: ObservabilityConfig) -> None:
@@ -46,8 +43,10 @@ def setup_observability(app: FastAPI, config: ObservabilityConfig) -> None:
 def instrument_app(app: FastAPI, config: ObservabilityConfig) -> None:
     """The app's part of :func:`setup_observability`, for a process already set up."""
     if config.metrics_enabled:
-        instrument_http(app, excluded_handlers=(config.metrics_path,))
+        instrument_http(app, excluded_paths=(config.metrics_path,))
         add_metrics_endpoint(app, config.metrics_path)
+    if config.tracing_enabled:
+        app.add_middleware(TraceIdsMiddleware, excluded=untraced_paths(config))
     mediator = getattr(app.state, "mediator", None)
     if isinstance(mediator, Mediator):
         instrument_mediator(mediator)
@@ -62,11 +61,11 @@ def request_telemetry(config: ObservabilityConfig) -> TelemetryConfig:
     spans of every request; its metrics and logs would duplicate the kit's Prometheus series and
     JSON lines. Probes and the scrape are not traced.
     """
-    excluded = [re.compile(pattern) for pattern in config.traces_excluded_urls.split(",") if pattern]
+    untraced = untraced_paths(config)
 
     def exclude(scope: MutableMapping[str, Any]) -> bool:
-        path = str(scope.get("path", ""))
-        return any(pattern.search(path) for pattern in excluded)
+        # While no span is recorded, TraceIdsMiddleware gives the request its ids, for less.
+        return not recording() or untraced(scope)
 
     return {
         "tracing": config.tracing_enabled,
@@ -75,6 +74,17 @@ def request_telemetry(config: ObservabilityConfig) -> TelemetryConfig:
         "operation_spans": False,
         "exclude": exclude,
     }
+
+
+def untraced_paths(config: ObservabilityConfig) -> Callable[[MutableMapping[str, Any]], bool]:
+    """Whether a request's path is one of ``traces_excluded_urls`` (regular expressions)."""
+    excluded = [re.compile(pattern) for pattern in config.traces_excluded_urls.split(",") if pattern]
+
+    def untraced(scope: MutableMapping[str, Any]) -> bool:
+        path = str(scope.get("path", ""))
+        return any(pattern.search(path) for pattern in excluded)
+
+    return untraced
 
 
 def setup_process_observability(config: ObservabilityConfig) -> None:
@@ -94,26 +104,8 @@ def setup_process_observability(config: ObservabilityConfig) -> None:
         )
     if config.tracing_enabled:
         configure_tracing(service_name=config.service_name, service_version=config.service_version)
-        instrument_libraries()
     if config.metrics_enabled:
         INFO.labels(config.service_name, config.service_version).set(1)
-
-
-def instrument_libraries() -> None:
-    """asyncpg and Redis clients, process-wide and once.
-
-    httpx is instrumented per client (``HTTPXClientInstrumentor.instrument_client``) by the kit's
-    outbound client, not process-wide: a test's or a tool's client calling the app in process
-    would otherwise become the parent of the app's own request spans.
-    """
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    instrumentors: list[Any] = [AsyncPGInstrumentor(), RedisInstrumentor()]  # type: ignore[no-untyped-call]
-    with _instrumented_libraries:
-        for instrumentor in instrumentors:
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.instrument()
 
 
 def instrument_mediator(mediator: Mediator[Any]) -> None:

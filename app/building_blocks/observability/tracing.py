@@ -13,11 +13,12 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -35,8 +36,9 @@ logger = logging.getLogger("app.observability")
 
 TRACER_NAME = "app"
 DATABASE_ATTRIBUTES = ("db.system", "db.system.name")  # what database instrumentations set at start
+_DROP = SamplingResult(Decision.DROP)
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _provider: TracerProvider | None = None
 
 
@@ -61,8 +63,11 @@ class HousekeepingSampler(Sampler):
     calls not to trace the request either.
     """
 
-    def __init__(self, delegate: Sampler) -> None:
+    def __init__(self, delegate: Sampler, *, recording: bool = True) -> None:
         self.delegate = delegate
+        # False while no span goes anywhere: every span is then a non-recording one that still has
+        # its W3C ids (for logs, errors, outgoing traceparents) at a fraction of the cost.
+        self.recording = recording
 
     def should_sample(
         self,
@@ -74,13 +79,15 @@ class HousekeepingSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
+        if not self.recording:
+            return _DROP
         if (
             kind is SpanKind.CLIENT
             and attributes
             and any(name in attributes for name in DATABASE_ATTRIBUTES)
             and not trace.get_current_span(parent_context).get_span_context().is_valid
         ):
-            return SamplingResult(Decision.DROP)
+            return _DROP
         return self.delegate.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
@@ -147,6 +154,11 @@ def span_exporter_from_environment() -> SpanExporter | None:
 def configure_tracing(*, service_name: str, service_version: str = "0.1.0") -> TracerProvider:
     """Install the process's tracer provider once; later calls return it.
 
+    With an exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``...), spans are recorded and the database
+    and Redis clients are instrumented. Without one, nothing would read a span: each request
+    still gets its trace id, but as a non-recording span, and the clients are not instrumented;
+    that keeps tracing on by default nearly free. :func:`record_spans` turns recording on later.
+
     The first caller's service name wins: OpenTelemetry allows one global provider a process.
     Under gunicorn each worker process calls this after the fork (the app is built in the
     worker), so no exporter thread is inherited from the master.
@@ -156,18 +168,57 @@ def configure_tracing(*, service_name: str, service_version: str = "0.1.0") -> T
         if _provider is not None:
             return _provider
         resource = Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: service_version})
-        provider = TracerProvider(resource=resource, sampler=HousekeepingSampler(sampler_from_environment()))
-        exporter = span_exporter_from_environment()
-        if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+        sampler = HousekeepingSampler(sampler_from_environment(), recording=False)
+        provider = TracerProvider(resource=resource, sampler=sampler)
         trace.set_tracer_provider(provider)
         _provider = provider
-        logger.debug(
-            "tracing: %s, exporting to %s",
-            provider.resource.attributes.get(SERVICE_NAME),
-            type(exporter).__name__ if exporter else "nowhere",
-        )
-        return provider
+    exporter = span_exporter_from_environment()
+    if exporter is not None:
+        record_spans(BatchSpanProcessor(exporter))
+    logger.debug(
+        "tracing: %s, exporting to %s",
+        provider.resource.attributes.get(SERVICE_NAME),
+        type(exporter).__name__ if exporter else "nowhere",
+    )
+    return provider
+
+
+def record_spans(processor: SpanProcessor) -> None:
+    """Send the spans of this process to ``processor`` (an exporter's, or a test's memory)."""
+    provider = _provider
+    if provider is None:
+        raise RuntimeError("configure_tracing() first")
+    provider.add_span_processor(processor)
+    sampler = provider.sampler
+    if isinstance(sampler, HousekeepingSampler):
+        sampler.recording = True
+    instrument_libraries()
+
+
+def instrument_libraries() -> None:
+    """asyncpg and Redis clients, process-wide and once.
+
+    httpx is instrumented per client (``HTTPXClientInstrumentor.instrument_client``) by the kit's
+    outbound client, not process-wide: a test's or a tool's client calling the app in process
+    would otherwise become the parent of the app's own request spans.
+    """
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    instrumentors: list[Any] = [AsyncPGInstrumentor(), RedisInstrumentor()]  # type: ignore[no-untyped-call]
+    with _lock:
+        for instrumentor in instrumentors:
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument()
+
+
+def recording() -> bool:
+    """Whether spans go anywhere (an exporter, a test's memory): else only their ids are used."""
+    provider = _provider
+    if provider is None:
+        return False
+    sampler = provider.sampler
+    return not isinstance(sampler, HousekeepingSampler) or sampler.recording
 
 
 def tracing_provider() -> TracerProvider | None:
@@ -176,7 +227,10 @@ def tracing_provider() -> TracerProvider | None:
 
 
 def flush_traces(timeout_seconds: float = 5.0) -> None:
-    """Send what is buffered (at shutdown): bounded, never raising."""
+    """Send the spans and logs still buffered (at shutdown): bounded, never raising."""
+    from app.building_blocks.observability.log_export import flush_logs
+
+    flush_logs(timeout_seconds)
     if _provider is not None:
         try:
             _provider.force_flush(int(timeout_seconds * 1000))
@@ -184,5 +238,8 @@ def flush_traces(timeout_seconds: float = 5.0) -> None:
             logger.warning("tracing: flushing spans failed", exc_info=True)
 
 
+_TRACER = trace.get_tracer(TRACER_NAME)  # a proxy until a provider is installed, then that one's
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER

@@ -9,13 +9,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.building_blocks.observability.tracing import configure_tracing
+from app.building_blocks.observability.tracing import configure_tracing, record_spans
 
 
 @pytest.fixture(scope="session")
 def span_memory() -> InMemorySpanExporter:
     memory = InMemorySpanExporter()
-    configure_tracing(service_name="user-service").add_span_processor(SimpleSpanProcessor(memory))
+    configure_tracing(service_name="user-service")
+    record_spans(SimpleSpanProcessor(memory))
     return memory
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, free_port, wait_until_ready
+from tests.jaeger import otlp_http_endpoint, require_jaeger
 
 OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
 USER_ROUTE = "/api/v1/users/{user_id}"
@@ -40,7 +42,10 @@ def exemplar_trace_ids(exposition: str, histogram: str, **labels: str) -> set[st
     return found
 
 
-async def test_requests_are_counted_by_route_template_with_trace_exemplars(client: httpx.AsyncClient) -> None:
+async def test_requests_are_counted_by_route_template_with_trace_exemplars(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    """Exemplars point at recorded traces: this process records (``spans``), as a service exporting does."""
     before = (await client.get("/metrics", headers=OPENMETRICS)).text
     for _ in range(3):
         assert (await client.get(UNKNOWN_USER)).status_code == 404
@@ -67,6 +72,7 @@ async def test_requests_are_counted_by_route_template_with_trace_exemplars(clien
 @pytest.fixture
 def gunicorn(postgres_url: str, tmp_path: Path) -> Iterator[str]:
     """The API under gunicorn with 2 workers (gunicorn.conf.py), its own metrics directory."""
+    require_jaeger()
     port = free_port()
     log_path = tmp_path / "gunicorn.log"
     environment = {
@@ -78,6 +84,8 @@ def gunicorn(postgres_url: str, tmp_path: Path) -> Iterator[str]:
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "METRICS_SAMPLE_INTERVAL": "0.2",
+        # Exemplars point at recorded traces: the workers export (to Jaeger), as in production.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_http_endpoint(),
     }
     url = f"http://127.0.0.1:{port}"
     with log_path.open("a") as log:

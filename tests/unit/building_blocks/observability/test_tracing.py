@@ -89,3 +89,15 @@ def test_the_exporter_follows_the_protocol(monkeypatch: pytest.MonkeyPatch) -> N
     assert span_exporter_from_environment() is None
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     assert isinstance(span_exporter_from_environment(), ConsoleSpanExporter)
+
+
+def test_until_spans_go_somewhere_every_span_is_dropped_yet_keeps_its_ids() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    sampler = HousekeepingSampler(ParentBased(ALWAYS_ON), recording=False)
+    assert sampler.should_sample(None, 7, "x", SpanKind.SERVER).decision is Decision.DROP
+    span = TracerProvider(sampler=sampler).get_tracer("t").start_span("GET /x")
+    assert not span.is_recording()
+    assert span.get_span_context().is_valid  # a W3C trace id for logs and errors all the same
+    sampler.recording = True
+    assert sampler.should_sample(None, 7, "x", SpanKind.SERVER).decision is Decision.RECORD_AND_SAMPLE
