@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from app.main import create_app
+from tests.conftest import make_settings
 from tests.helpers import unique_email
 from tests.integration.observability.conftest import spans_of, wait_for_spans
 
 TOPIC = "user-service.users.v1"
+
+
+@pytest.fixture(scope="module")
+async def client(private_database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An app on a database of this module's own: the embedded relay that publishes the row must be
+    this process's (a server another test started on a shared database could lead instead)."""
+    app = create_app(make_settings(private_database_url))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        yield http
 
 
 def traceparent() -> tuple[int, dict[str, str]]:
@@ -37,7 +53,7 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 
 async def test_one_trace_holds_request_command_sql_publish_and_consume(
-    client: httpx.AsyncClient, spans: InMemorySpanExporter, database_url: str
+    client: httpx.AsyncClient, spans: InMemorySpanExporter, private_database_url: str
 ) -> None:
     trace_id, headers = traceparent()
     response = await client.post(
@@ -68,7 +84,7 @@ async def test_one_trace_holds_request_command_sql_publish_and_consume(
     assert parent_of(consume) == publish.context.span_id
     assert consume.attributes is not None
     assert consume.attributes["messaging.outcome"] == "handled"
-    if database_url.startswith("postgresql"):
+    if private_database_url.startswith("postgresql"):
         sql = [span for span in found if span.kind is SpanKind.CLIENT and span.attributes]
         assert any(parent_of(span) == command.context.span_id for span in sql), "no SQL under the command"
         # The projection's SQL belongs to the consumer's span.
