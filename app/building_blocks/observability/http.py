@@ -24,6 +24,8 @@ from app.building_blocks.observability.metrics import (
 )
 from app.building_blocks.observability.tracing import recording, tracer
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
 
 def sampled_trace_id() -> str | None:
     """The active span's trace id when it is sampled: an exemplar must point at a stored trace."""
@@ -82,11 +84,11 @@ class HttpMetricsMiddleware:
             self._observe(scope["method"], handler, status, time.perf_counter() - started)
 
     def _observe(self, method: str, handler: str, status: int, duration: float) -> None:
+        if method not in HTTP_METHODS:  # a client's made-up method must not make a series
+            method = "other"
         key = (method, handler, status)
         series = self._series.get(key)
         if series is None:
-            if len(self._series) > 10_000:  # a method or status set without bound: never grow for ever
-                self._series.clear()
             series = (
                 HTTP_REQUESTS.labels(method, handler, str(status)),
                 HTTP_REQUEST_DURATION.labels(method, handler),

@@ -128,3 +128,10 @@ def test_two_gunicorn_workers_count_exactly_and_keep_exemplars(gunicorn: str) ->
     )
     assert trace_ids, "no exemplar on the latency histogram"
     assert all(re.fullmatch(r"[0-9a-f]{32}", trace_id) for trace_id in trace_ids)
+
+
+async def test_a_made_up_method_counts_as_other(client: httpx.AsyncClient) -> None:
+    assert (await client.request("BREW", "/no/such/pot")).status_code in {404, 405}
+    exposition = (await client.get("/metrics", headers=OPENMETRICS)).text
+    assert 'method="BREW"' not in exposition
+    assert sample_value(exposition, "app_http_requests_total", method="other", handler="none") >= 1
