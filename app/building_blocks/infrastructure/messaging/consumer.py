@@ -137,6 +137,7 @@ class InboxConsumer:
         self.handled = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        CONSUMER_PAUSED.labels(name).set(0)  # a series from the start: a panel shows 0, not "No data"
         self.outage_retries = 0  # attempts that failed on an outage, over the consumer's life
         self._outage: _Outage | None = None
         self._next_inbox_purge = time.monotonic()
