@@ -17,6 +17,7 @@ import httpx
 from tests.conftest import server_process
 from tests.helpers import unique_email
 from tests.jaeger import (
+    find_traces,
     jaeger_url,
     operations,
     otlp_http_endpoint,
@@ -113,5 +114,12 @@ async def test_a_registration_is_one_trace_across_the_api_the_outbox_and_the_wor
     assert service_name(trace, spans[consume]) == "user-service-worker"
     assert parent_span_id(spans[consume]) == spans[publish]["spanID"]
     assert tags(spans[consume])["messaging.outcome"] == "handled"
+    # The worker's housekeeping (claims, marking rows published, purges, the gauges' queries) is
+    # not exported: each of its traces is a message's, with a publish or process span in it.
+    worker_traces = await asyncio.to_thread(find_traces, "user-service-worker", limit=200, lookback="10m")
+    assert worker_traces
+    for found in worker_traces:
+        names = operations(found)
+        assert any(name.endswith((" publish", " process")) for name in names), names
     assert any(line["message"].startswith("RegisterUser handled") for line in log_lines(api_log, trace_id))
     assert any("rejected" in line["message"] for line in log_lines(api_log, failing_id))
