@@ -7,6 +7,7 @@ parts, and nothing is built at import.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -17,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
 from app.building_blocks.application.mediator import Mediator
 from app.building_blocks.bounded_context import BoundedContext, check_unique
+from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.messaging.publishers import (
     create_event_publisher,
     create_integration_event_mediator,
 )
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.building_blocks.observability.runtime import sample_runtime
 from app.contexts import CONTEXTS
 from app.messaging import Messaging, build_messaging
 from app.settings import Settings
@@ -88,3 +91,16 @@ def build_service(
     if consumers:
         messaging.add_consumers(contexts, mediator, engine)
     return Service(settings, engine, messaging, mediator, contexts)
+
+
+def start_gauge_sampler(
+    settings: Settings, engine: AsyncEngine, messaging: Messaging, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """The gauges of this process (runtime, pool, and the outbox where the relay runs), sampled
+    until ``stop``; ``None`` when metrics are off."""
+    if not settings.metrics_enabled:
+        return None
+    probes = [partial(sample_outbox, engine)] if messaging.relay is not None else []
+    return asyncio.create_task(
+        sample_runtime(stop, engine, interval=settings.metrics_sample_interval, probes=probes)
+    )

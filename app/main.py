@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,16 +24,14 @@ from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
 from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
 from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_status
-from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.persistence.database import check_database
-from app.building_blocks.observability.runtime import sample_runtime
 from app.building_blocks.observability.setup import (
     instrument_app,
     request_telemetry,
     setup_process_observability,
 )
 from app.building_blocks.observability.tracing import flush_traces
-from app.composition import build_service
+from app.composition import build_service, start_gauge_sampler
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app")
@@ -62,18 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await check_database(engine, timeout=settings.database.connect_timeout)
         stop = asyncio.Event()
         background = asyncio.create_task(messaging.run(stop)) if messaging.embedded else None
-        sampler = (
-            asyncio.create_task(
-                sample_runtime(
-                    stop,
-                    engine,
-                    interval=settings.metrics_sample_interval,
-                    probes=[partial(sample_outbox, engine)] if messaging.relay is not None else [],
-                )
-            )
-            if settings.metrics_enabled
-            else None
-        )
+        sampler = start_gauge_sampler(settings, engine, messaging, stop)
         logger.info(
             "%s started (%s, %s messaging)",
             settings.service_name,

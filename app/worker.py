@@ -25,7 +25,6 @@ import signal
 import sys
 import uuid
 from collections.abc import Coroutine
-from functools import partial
 from typing import Any
 
 from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
@@ -37,20 +36,18 @@ from app.building_blocks.infrastructure.messaging.outbox_admin import (
     list_parked,
     retry_parked,
 )
-from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.messaging.provisioning import provision_topics
 from app.building_blocks.infrastructure.persistence.database import (
     DatabaseUnavailableError,
     check_database,
 )
-from app.building_blocks.observability.runtime import sample_runtime
 from app.building_blocks.observability.setup import (
     instrument_mediator,
     serve_metrics,
     setup_process_observability,
 )
 from app.building_blocks.observability.tracing import flush_traces
-from app.composition import build_engine, build_service
+from app.composition import build_engine, build_service, start_gauge_sampler
 from app.messaging import Messaging
 from app.settings import Settings, get_settings
 
@@ -79,18 +76,7 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             "in-process" if messaging.embedded else "kafka",
         )
         tune_garbage_collector(settings.gc_threshold)
-        sampler = (
-            asyncio.create_task(
-                sample_runtime(
-                    stop,
-                    engine,
-                    interval=settings.metrics_sample_interval,
-                    probes=[partial(sample_outbox, engine)] if messaging.relay is not None else [],
-                )
-            )
-            if settings.metrics_enabled
-            else None
-        )
+        sampler = start_gauge_sampler(settings, engine, messaging, stop)
         try:
             await _until_stopped(_serve(settings, messaging, stop), stop, settings.outbox.shutdown_grace)
         finally:

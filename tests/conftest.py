@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -181,3 +182,40 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path)
         if time.monotonic() > deadline:
             raise RuntimeError(f"server not ready after 30s: {log_path.read_text()[-2000:]}")
         time.sleep(0.1)
+
+
+@contextmanager
+def gunicorn_server(database_url: str, directory: Path, **env: str) -> Iterator[str]:
+    """The API under gunicorn as in production (gunicorn.conf.py, 2 workers by default), its
+    metric files and log in ``directory``, on a free port; its base URL once ready."""
+    port = free_port()
+    log_path = directory / "gunicorn.log"
+    environment = {
+        **{name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "OUTBOX_"))},
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics"),
+        **env,
+    }
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("a") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app.main:create_app()"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until_ready(url, process, log_path)
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

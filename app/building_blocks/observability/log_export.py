@@ -10,36 +10,29 @@ ENDPOINT`` and ``..._PROTOCOL``. No endpoint: nothing is sent.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 
+from app.building_blocks.observability.otlp import exporter_names, otlp_protocol
+
 _lock = threading.Lock()
 _provider: LoggerProvider | None = None
 
 
 def log_exporter_from_environment() -> LogRecordExporter | None:
-    names = {name.strip() for name in os.environ.get("OTEL_LOGS_EXPORTER", "otlp").lower().split(",")}
-    variables = ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-    if "otlp" not in names or not any(os.environ.get(name) for name in variables):
-        return None
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
+    protocol = otlp_protocol("LOGS") if "otlp" in exporter_names("OTEL_LOGS_EXPORTER") else None
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
         return GrpcExporter()
-    if protocol != "http/protobuf":
-        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected 'http/protobuf' or 'grpc'")
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
 
-    return HttpExporter()
+        return HttpExporter()
+    return None
 
 
 def configure_log_export(

@@ -32,6 +32,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
+from app.building_blocks.observability.otlp import exporter_names, otlp_protocol
+
 logger = logging.getLogger("app.observability")
 
 TRACER_NAME = "app"
@@ -125,30 +127,19 @@ def span_exporter_from_environment() -> SpanExporter | None:
     default) or ``grpc``. The exporter reads its endpoint, headers and timeout from the
     environment itself.
     """
-    names = {name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")}
+    names = exporter_names("OTEL_TRACES_EXPORTER")
     if "console" in names:
         return ConsoleSpanExporter()
-    if "otlp" not in names:
-        return None
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if not endpoint:
-        return None
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
+    protocol = otlp_protocol("TRACES") if "otlp" in names else None
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()
-    if protocol != "http/protobuf":
-        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected 'http/protobuf' or 'grpc'")
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    return HttpExporter()
+        return HttpExporter()
+    return None
 
 
 def configure_tracing(*, service_name: str, service_version: str = "0.1.0") -> TracerProvider:

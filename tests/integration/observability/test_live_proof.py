@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import ROOT, free_port, wait_until_ready
+from tests.conftest import ROOT, free_port, gunicorn_server
 from tests.helpers import unique_email
 from tests.messaging_harness import settings_for, worker
 from tests.observability_promql import (
@@ -98,43 +95,15 @@ def scrape_config(api: str, worker_address: str, port: int) -> dict[str, Any]:
 
 @pytest.fixture
 def gunicorn_api(database: str, bootstrap: str, topic: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path / "api.log"
-    environment = {
-        **{
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(("KAFKA_", "OUTBOX_", "OTEL_"))
-        },
-        "DATABASE_URL": database,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TOPIC_OVERRIDES": json.dumps({"user": topic}),
-        "ENVIRONMENT": "test",
-        "LOG_LEVEL": "WARNING",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "METRICS_SAMPLE_INTERVAL": "1",
-    }
-    url = f"127.0.0.1:{port}"
-    with log_path.open("a") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app.main:create_app()"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until_ready(f"http://{url}", process, log_path)
-            yield url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    """The API under gunicorn with 2 workers, in full mode on the test's topic; host:port."""
+    with gunicorn_server(
+        database,
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        TOPIC_OVERRIDES=json.dumps({"user": topic}),
+        METRICS_SAMPLE_INTERVAL="1",
+    ) as url:
+        yield url.removeprefix("http://")
 
 
 async def load(api: str, bootstrap: str, topic: str) -> None:

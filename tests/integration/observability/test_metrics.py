@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, free_port, wait_until_ready
+from tests.conftest import gunicorn_server
 from tests.jaeger import otlp_http_endpoint, require_jaeger
 
 OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
@@ -71,41 +67,15 @@ async def test_requests_are_counted_by_route_template_with_trace_exemplars(
 
 @pytest.fixture
 def gunicorn(postgres_url: str, tmp_path: Path) -> Iterator[str]:
-    """The API under gunicorn with 2 workers (gunicorn.conf.py), its own metrics directory."""
+    """The API under gunicorn with 2 workers, exporting: exemplars point at recorded traces."""
     require_jaeger()
-    port = free_port()
-    log_path = tmp_path / "gunicorn.log"
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "OUTBOX_"))},
-        "DATABASE_URL": postgres_url,
-        "ENVIRONMENT": "test",
-        "LOG_LEVEL": "WARNING",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "METRICS_SAMPLE_INTERVAL": "0.2",
-        # Exemplars point at recorded traces: the workers export (to Jaeger), as in production.
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_http_endpoint(),
-    }
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("a") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app.main:create_app()"],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until_ready(url, process, log_path)
-            yield url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with gunicorn_server(
+        postgres_url,
+        tmp_path,
+        METRICS_SAMPLE_INTERVAL="0.2",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_http_endpoint(),
+    ) as url:
+        yield url
 
 
 def test_two_gunicorn_workers_count_exactly_and_keep_exemplars(gunicorn: str) -> None:
