@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,6 +61,7 @@ from app.building_blocks.infrastructure.messaging.transport import (
 )
 from app.building_blocks.infrastructure.messaging.waiting import wait_for_event
 from app.building_blocks.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from app.building_blocks.observability.tracing import recording
 
 logger = logging.getLogger("app.messaging.relay")
 
@@ -532,23 +533,27 @@ class OutboxRelay:
         in_flight: dict[int, asyncio.Future[Any]],
     ) -> None:
         unavailable: SendFailure | None = None
-        system = getattr(self.producer, "system", "unknown")
+        # A publish span only when spans are recorded: otherwise the row's own traceparent goes
+        # out as it is, and the consumer continues the writer's trace all the same.
+        system = getattr(self.producer, "system", "unknown") if recording() else None
         for row in rows:
             if unavailable is not None:  # the transport is down: do not offer the rest
                 outcomes[row.position] = unavailable
                 continue
-            span, message = start_publish_span(row.message, system=system)
+            span, message = start_publish_span(row.message, system=system) if system else (None, row.message)
             try:
                 ack: Awaitable[Any] = await self.producer.enqueue(message)
             except Exception as error:
-                end_publish_span(span, None, error)
+                if span is not None:
+                    end_publish_span(span, None, error)
                 failure = _failure(error)
                 if failure.kind is Failure.UNAVAILABLE:
                     unavailable = failure
                 outcomes[row.position] = failure
             else:
                 future = asyncio.ensure_future(ack)
-                future.add_done_callback(partial(end_publish_span, span))
+                if span is not None:
+                    future.add_done_callback(partial(end_publish_span, span))
                 in_flight[row.position] = future
 
     @contextlib.asynccontextmanager
@@ -572,12 +577,16 @@ class OutboxRelay:
 
 
 def _count_outcomes(rows: dict[int, ClaimedRow], outcomes: dict[int, SendFailure | None]) -> None:
-    for position, failure in outcomes.items():
-        topic = rows[position].message.topic
-        if failure is None:
-            OUTBOX_PUBLISHED.labels(topic).inc()
+    """Once per topic and outcome a batch, not once per row: the relay's loop is hot."""
+    counts: Counter[tuple[str, Failure | None]] = Counter(
+        (rows[position].message.topic, failure.kind if failure else None)
+        for position, failure in outcomes.items()
+    )
+    for (topic, kind), count in counts.items():
+        if kind is None:
+            OUTBOX_PUBLISHED.labels(topic).inc(count)
         else:
-            OUTBOX_PUBLISH_FAILURES.labels(topic, failure.kind.value).inc()
+            OUTBOX_PUBLISH_FAILURES.labels(topic, kind.value).inc(count)
 
 
 def _parked_before(parked: dict[tuple[str, str], int], row: ClaimedRow) -> bool:
