@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -160,13 +159,18 @@ def server_process(
             wait_until_ready(url, process, log_path)
             yield process, url
         finally:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=10)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """SIGTERM (if it still runs), ``timeout`` seconds to exit, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -213,9 +217,4 @@ def gunicorn_server(database_url: str, directory: Path, **env: str) -> Iterator[
             wait_until_ready(url, process, log_path)
             yield url
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=30)

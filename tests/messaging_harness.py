@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from app.composition import build_service
 from app.main import create_app
 from app.settings import Settings
 from app.users.persistence.tables import user_activity_table
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, make_settings, stop_process
 from tests.helpers import USERS
 
 _engines: dict[str, AsyncEngine] = {}
@@ -105,13 +104,7 @@ def worker(settings: Settings, log: Path, *args: str, **env: str) -> Iterator[su
         try:
             yield process
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process, timeout=20)
 
 
 @asynccontextmanager

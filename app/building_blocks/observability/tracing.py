@@ -212,11 +212,6 @@ def recording() -> bool:
     return not isinstance(sampler, HousekeepingSampler) or sampler.recording
 
 
-def tracing_provider() -> TracerProvider | None:
-    """The provider :func:`configure_tracing` installed, if any."""
-    return _provider
-
-
 def flush_traces(timeout_seconds: float = 5.0) -> None:
     """Send the spans and logs still buffered (at shutdown): bounded, never raising."""
     from app.building_blocks.observability.log_export import flush_logs

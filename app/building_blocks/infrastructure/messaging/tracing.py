@@ -1,9 +1,11 @@
 """Traces across the outbox and the broker: the event's trace, not the relay's loop.
 
 An event's headers in the outbox hold the W3C ``traceparent`` of the command that wrote it
-(:func:`~app.building_blocks.infrastructure.messaging.envelope.cloud_event_headers`). The relay's
-publish span continues *that* trace and replaces the header with its own context, so the
-consumer's span continues it in turn: one trace from the HTTP request to the projection. These are
+(:func:`~app.building_blocks.infrastructure.messaging.envelope.cloud_event_headers`). While spans
+are recorded, the relay's publish span continues *that* trace and replaces the header with its own
+context; otherwise the header goes out as written (a span per row would cost the relay a quarter
+of its throughput for nothing read). The consumer's span continues whichever it finds: one trace
+from the HTTP request to the projection. These are
 the kit's own spans, not aiokafka's instrumentation, because they must hold for the in-process
 transport too and because that instrumentation starts its send span from the relay's current
 context — the loop — and appends a second ``traceparent`` to the headers.
