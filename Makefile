@@ -48,10 +48,10 @@ restart: ## Stop the server on $PORT and run it again
 build: install ## Build the wheel into dist/
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
 
-services: ## Start PostgreSQL, Kafka and Jaeger natively, install Prometheus (Debian's packages when root; Jaeger built with Go)
+services: ## Start PostgreSQL, Redis, Kafka and Jaeger natively, install Prometheus (Debian's packages when root; Jaeger built with Go)
 	@scripts/services.sh up || echo "make: services not started; tests needing them are skipped (REQUIRE_SERVICES=1 fails them)"
 
-services-down: ## Stop the Kafka broker and Jaeger that `make services` started (PostgreSQL keeps running)
+services-down: ## Stop the Kafka broker, Jaeger and Redis that `make services` started (PostgreSQL keeps running)
 	@scripts/services.sh down
 
 .PHONY: kafka-logs

@@ -2,14 +2,15 @@
 # Start the services the tests and the full mode need, natively (no Docker needed).
 #   scripts/services.sh up       start what is missing: PostgreSQL (installed from Debian's packages
 #                                when root), then a single-node Kafka (kafka/broker.sh: Java 17 and
-#                                Maven, installed the same way when missing); wrk, the load
+#                                Maven, installed the same way when missing), Redis (scripts/redis.sh:
+#                                Debian's redis-server, no persistence); wrk, the load
 #                                generator of `make bench-api`, is installed too when missing and
 #                                root (optional: failing to install it only warns)
 #                                Prometheus (Debian's package: promtool checks the stack's config and
 #                                the observability proof scrapes the service with it) and Jaeger,
 #                                the OTLP trace receiver of the tests (scripts/jaeger.sh: built once
 #                                with Go into ~/.cache, about 5 minutes the first time)
-#   scripts/services.sh down     stop Kafka and Jaeger (PostgreSQL is the machine's cluster and keeps running)
+#   scripts/services.sh down     stop Kafka, Jaeger and Redis (PostgreSQL is the machine's cluster and keeps running)
 #   scripts/services.sh status   say what answers
 # `up` fails when any service did not come up; each one is still tried.
 # The same script serves developers (make services / make test) and CI (.ci/run).
@@ -102,6 +103,16 @@ prometheus_install() {
   fi
 }
 
+redis_up() {
+  local line
+  if line=$(bash "$ROOT_DIR/scripts/redis.sh" up); then
+    log "$line"
+  else
+    log "Redis did not start (scripts/redis.sh); the cache and rate-limit tests need it"
+    return 1
+  fi
+}
+
 jaeger_up() {
   local line
   if line=$(bash "$ROOT_DIR/scripts/jaeger.sh" up); then
@@ -114,6 +125,7 @@ jaeger_up() {
 
 status() {
   if port_open "$PG_HOST" "$PG_PORT"; then log "PostgreSQL: up on $PG_HOST:$PG_PORT"; else log "PostgreSQL: down"; fi
+  log "$(bash "$ROOT_DIR/scripts/redis.sh" status)"
   log "$(bash "$KAFKA_BROKER" status)"
   log "$(bash "$ROOT_DIR/scripts/jaeger.sh" status)"
 }
@@ -123,6 +135,7 @@ case "${1:-up}" in
     failed=0
     postgres_up || failed=1
     wrk_install
+    redis_up || failed=1
     kafka_up || failed=1
     prometheus_install || failed=1
     jaeger_up || failed=1
@@ -132,6 +145,7 @@ case "${1:-up}" in
     # Kafka only: PostgreSQL is the machine's cluster (pg_ctlcluster), often shared with other work.
     bash "$KAFKA_BROKER" down
     bash "$ROOT_DIR/scripts/jaeger.sh" down
+    bash "$ROOT_DIR/scripts/redis.sh" down
     ;;
   status) status ;;
   *) echo "usage: $0 [up|down|status]" >&2; exit 2 ;;

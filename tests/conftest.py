@@ -18,6 +18,7 @@ import pytest
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import DatabaseSettings, Settings
+from tests.redis_service import PrivateRedis, require_redis
 from tests.services import create_postgres_database, drop_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,21 @@ async def private_database_url(
     yield url
     if request.param == "postgres":
         await drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> str:
+    """The shared Redis (``make services``); isolate with :func:`tests.redis_service.unique_prefix`."""
+    return await require_redis()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis of this test alone, started; the test may kill and restart it."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

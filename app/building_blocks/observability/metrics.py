@@ -163,6 +163,26 @@ EVENT_LOOP_LAG = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="liveall",
 )
+# --- The cache and rate limits (Redis, or process memory when embedded) ---------------------------
+CACHE_LOOKUPS = Counter(
+    "cache_lookups",
+    "Reads through a cache, by cache and result (hit, miss, bypassed: the cache was unavailable).",
+    ["cache", "result"],
+    namespace=NAMESPACE,
+)
+CACHE_ERRORS = Counter(
+    "cache_errors",
+    "Cache operations that failed because the cache did not answer, by operation.",
+    ["operation"],
+    namespace=NAMESPACE,
+)
+RATE_LIMIT_DECISIONS = Counter(
+    "rate_limit_decisions",
+    "Requests a rate limit judged, by limit and decision (allowed, limited, failed_open).",
+    ["limit", "decision"],
+    namespace=NAMESPACE,
+)
+
 INFO = Gauge(
     "info",
     "1, labelled with the service and its version.",

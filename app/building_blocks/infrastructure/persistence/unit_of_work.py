@@ -7,6 +7,7 @@ consumer sends commits (outbox rows included) atomically with the inbox record, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
@@ -90,6 +91,29 @@ class CommitHook(Protocol):
         """Runs once the transaction has committed."""
 
 
+class AfterCommitHook(Protocol):
+    """A commit hook may also have this: awaited once the transaction has committed, with the
+    aggregates it saved, before the unit of work's caller goes on (the cache's invalidation).
+    It must not raise: the commit has happened."""
+
+    async def committed(self, aggregates: Sequence[AggregateRoot]) -> None: ...
+
+
+_detached: set[asyncio.Task[None]] = set()  # after-commit work of enlisted units, until it ends
+
+
+def _after_commit_hooks(hooks: Sequence[CommitHook]) -> tuple[AfterCommitHook, ...]:
+    return tuple(hook for hook in hooks if hasattr(hook, "committed"))  # type: ignore[misc]
+
+
+async def _run_after_commit(hooks: Sequence[AfterCommitHook], aggregates: Sequence[AggregateRoot]) -> None:
+    for hook in hooks:
+        try:
+            await hook.committed(aggregates)
+        except Exception:
+            logger.exception("after-commit hook %s failed; the commit stands", type(hook).__name__)
+
+
 def _engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     engine = sessions.kw.get("bind")
     if not isinstance(engine, AsyncEngine):
@@ -107,6 +131,7 @@ class AggregateTracker:
 
     def __init__(self) -> None:
         self._seen: dict[int, AggregateRoot] = {}
+        self._saved: dict[int, AggregateRoot] = {}
         self._events: list[DomainEvent] = []
 
     def loaded(self, aggregate: AggregateRoot) -> None:
@@ -114,7 +139,13 @@ class AggregateTracker:
 
     def saved(self, aggregate: AggregateRoot) -> None:
         self._seen[id(aggregate)] = aggregate
+        self._saved[id(aggregate)] = aggregate
         self._events.extend(aggregate.pull_events())
+
+    @property
+    def saved_aggregates(self) -> list[AggregateRoot]:
+        """Every aggregate written, in the order first saved."""
+        return list(self._saved.values())
 
     def drain(self) -> list[DomainEvent]:
         unsaved = [a for a in self._seen.values() if a.pending_events]
@@ -145,6 +176,7 @@ class SqlAlchemyUnitOfWork:
     ) -> None:
         self._engine = database if isinstance(database, AsyncEngine) else _engine_of(database)
         self._hooks = tuple(hooks)
+        self._after_hooks = _after_commit_hooks(self._hooks)
         self._session: DbSession | None = None
         self._turns = contextlib.AsyncExitStack()  # this unit's writer turn, if it took one
         self._savepoint: AsyncSessionTransaction | AsyncTransaction | None = None  # when enlisted
@@ -155,6 +187,7 @@ class SqlAlchemyUnitOfWork:
     def add_hook(self, hook: CommitHook) -> None:
         """Add a commit hook before the unit of work is committed."""
         self._hooks = (*self._hooks, hook)
+        self._after_hooks = _after_commit_hooks(self._hooks)
 
     @property
     def hooks(self) -> tuple[CommitHook, ...]:
@@ -294,14 +327,21 @@ class SqlAlchemyUnitOfWork:
         else:
             for hook in self._hooks:
                 hook.after_commit()
+            if self._after_hooks:
+                await _run_after_commit(self._after_hooks, self.tracker.saved_aggregates)
         return events
 
     def _after_outer_commit(self) -> None:
-        hooks = self._hooks
+        hooks, after_hooks = self._hooks, self._after_hooks
+        aggregates = self.tracker.saved_aggregates
 
         def committed(_session: Any) -> None:
             for hook in hooks:
                 hook.after_commit()
+            if after_hooks:  # the outer commit is synchronous here: the awaited part runs detached
+                task = asyncio.get_running_loop().create_task(_run_after_commit(after_hooks, aggregates))
+                _detached.add(task)
+                task.add_done_callback(_detached.discard)
 
         session = self.session
         if isinstance(session, AsyncSession):
