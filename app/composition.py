@@ -16,8 +16,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.building_blocks.application.behaviors import LoggingBehavior, TransactionBehavior
-from app.building_blocks.application.mediator import Mediator
+from app.building_blocks.application.mediator import Mediator, PipelineBehavior
 from app.building_blocks.bounded_context import BoundedContext, check_unique
+from app.building_blocks.infrastructure.cache.availability import CacheAvailability
+from app.building_blocks.infrastructure.cache.base import Cache
+from app.building_blocks.infrastructure.cache.client import RedisClient
+from app.building_blocks.infrastructure.cache.config import RedisConfig
+from app.building_blocks.infrastructure.cache.memory import MemoryCache
+from app.building_blocks.infrastructure.cache.rate_limit import (
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
+from app.building_blocks.infrastructure.cache.read_cache import CacheInvalidationHook, QueryCachingBehavior
 from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.messaging.publishers import (
     create_event_publisher,
@@ -46,17 +57,80 @@ def build_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+@dataclass
+class ServiceCache:
+    """Redis (``REDIS_URL``) or process memory: the read cache, its availability, the limiters."""
+
+    cache: Cache
+    availability: CacheAvailability
+    ttl: float  # of cached reads; 0: reads are not cached
+    rate_limiters: dict[str, RateLimiter | None]
+    redis: RedisClient | None
+
+    @property
+    def reads_cached(self) -> bool:
+        return self.ttl > 0
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.close()
+
+
+def build_cache(settings: Settings) -> ServiceCache:
+    """Nothing connects here: Redis is reached on first use, and its absence is survivable.
+
+    Without ``REDIS_URL`` the cache is this process's memory, and reads are cached only in
+    embedded mode (one process: the API runs the relay and the consumers too).
+    """
+    redis = settings.redis
+    availability = CacheAvailability("Redis" if redis.url else "memory cache", retry_after=redis.retry_after)
+    registrations = settings.registrations_limit
+    client: RedisClient | None = None
+    cache: Cache
+    limiter: RateLimiter | None = None
+    if redis.url:
+        config = RedisConfig.from_url(
+            redis.url,
+            key_prefix=redis.key_prefix if redis.key_prefix is not None else f"{settings.service_name}:",
+            max_connections=redis.max_connections,
+            pool_timeout=redis.pool_timeout,
+            socket_timeout=redis.socket_timeout,
+            socket_connect_timeout=redis.connect_timeout,
+        )
+        cache = client = RedisClient(config)
+        if registrations is not None:
+            limiter = RedisRateLimiter(client, registrations, name="registrations")
+    else:
+        cache = MemoryCache()
+        if registrations is not None:  # per process: under several processes, a looser limit
+            limiter = MemoryRateLimiter(registrations, name="registrations")
+    # Process memory is one process's: with the relay and consumers elsewhere (the worker) or
+    # several API processes, a change committed in one would leave the others' entries stale.
+    ttl = settings.cache_ttl if client is not None or settings.kafka.embedded else 0.0
+    return ServiceCache(cache, availability, ttl, {"registrations": limiter}, client)
+
+
 def build_mediator(
-    engine: AsyncEngine, messaging: Messaging, contexts: Sequence[BoundedContext]
+    engine: AsyncEngine,
+    messaging: Messaging,
+    contexts: Sequence[BoundedContext],
+    cache: ServiceCache | None = None,
 ) -> Mediator[Any]:
     """One mediator for every context, each request with its own context's unit of work.
 
     Commands commit their integration events to the outbox in the same transaction; with the
     outbox switched off (development only) they are published straight after the commit.
+    With a read cache, queries that name a cache key are answered from it (before a database
+    connection is taken) and every commit drops the entries of the aggregates it saved.
     """
     sessions = create_session_factory(engine)
     hooks = messaging.commit_hooks()
-    mediator: Mediator[Any] = Mediator(behaviors=[LoggingBehavior(), TransactionBehavior()])
+    behaviors: list[PipelineBehavior] = [LoggingBehavior()]
+    if cache is not None and cache.reads_cached:
+        behaviors.append(QueryCachingBehavior(cache.cache, cache.availability, ttl=cache.ttl))
+        hooks = [*hooks, CacheInvalidationHook(cache.cache, cache.availability)]
+    behaviors.append(TransactionBehavior())
+    mediator: Mediator[Any] = Mediator(behaviors=behaviors)
     for context in contexts:
         context.register_handlers(mediator, partial(context.unit_of_work, sessions, hooks))
     mediator.verify(*(context.package for context in contexts))
@@ -75,6 +149,7 @@ class Service:
     messaging: Messaging
     mediator: Mediator[Any]
     contexts: Sequence[BoundedContext]
+    cache: ServiceCache
 
 
 def build_service(
@@ -87,10 +162,11 @@ def build_service(
     check_unique(contexts)
     engine = build_engine(settings)
     messaging = build_messaging(settings, engine, contexts, relay=relay)
-    mediator = build_mediator(engine, messaging, contexts)
+    cache = build_cache(settings)
+    mediator = build_mediator(engine, messaging, contexts, cache)
     if consumers:
         messaging.add_consumers(contexts, mediator, engine)
-    return Service(settings, engine, messaging, mediator, contexts)
+    return Service(settings, engine, messaging, mediator, contexts, cache)
 
 
 def start_gauge_sampler(

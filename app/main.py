@@ -22,6 +22,7 @@ from app.building_blocks.api.health import Degraded, HealthCheck, create_health_
 from app.building_blocks.api.limits import RequestLimitsMiddleware
 from app.building_blocks.api.middleware import CorrelationIdMiddleware
 from app.building_blocks.api.openapi import install_problem_openapi
+from app.building_blocks.infrastructure.cache.errors import CacheUnavailableError
 from app.building_blocks.infrastructure.garbage_collection import tune_garbage_collector
 from app.building_blocks.infrastructure.messaging.outbox_admin import outbox_status
 from app.building_blocks.infrastructure.persistence.database import check_database
@@ -31,10 +32,22 @@ from app.building_blocks.observability.setup import (
     setup_process_observability,
 )
 from app.building_blocks.observability.tracing import flush_traces
-from app.composition import build_service, start_gauge_sampler
+from app.composition import ServiceCache, build_service, start_gauge_sampler
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger("app")
+
+
+async def cache_status(cache: ServiceCache) -> Mapping[str, str] | Degraded:
+    """Readiness detail: the service runs without Redis (reads from the database, limits open),
+    so Redis down is degraded service, never "not ready"."""
+    if cache.redis is None:
+        return {"backend": "memory"}
+    try:
+        await cache.redis.ping()
+    except CacheUnavailableError:
+        return Degraded({"backend": "redis", "state": "unavailable", "fallback": "database"})
+    return {"backend": "redis"}
 
 
 async def parked_outbox_rows(engine: AsyncEngine) -> Mapping[str, int] | Degraded:
@@ -76,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if sampler is not None:
                 await sampler
             await messaging.producer.stop()
+            await service.cache.close()
             await engine.dispose()
             flush_traces()
 
@@ -95,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.mediator = service.mediator
     app.state.messaging = messaging
+    app.state.cache = service.cache
+    app.state.rate_limiters = service.cache.rate_limiters
+    app.state.cache_availability = service.cache.availability
 
     setup_exception_handlers(app, include_stack_trace=settings.include_stack_trace, log_errors=True)
     install_problem_openapi(app)
@@ -107,7 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Metrics time the whole stack; the request's span (FastAPI's instrumentation) wraps them all.
     instrument_app(app, observability)
 
-    checks = [HealthCheck("database", lambda: check_database(engine))]
+    checks = [
+        HealthCheck("database", lambda: check_database(engine)),
+        HealthCheck("cache", lambda: cache_status(service.cache)),
+    ]
     if settings.kafka.enable_outbox:
         checks.append(HealthCheck("outbox", lambda: parked_outbox_rows(engine)))
     checks += [build(engine) for context in service.contexts for build in context.health_checks]

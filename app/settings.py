@@ -12,6 +12,7 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.building_blocks.infrastructure.cache.rate_limit import RateLimit
 from app.building_blocks.infrastructure.garbage_collection import DEFAULT_THRESHOLD
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
 from app.building_blocks.observability.config import ObservabilityConfig
@@ -56,6 +57,26 @@ class DatabaseSettings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
+
+
+class RedisSettings(BaseSettings):
+    """``REDIS_URL`` set: Redis caches reads and keeps the rate limits; unset: process memory."""
+
+    model_config = _config("REDIS_")
+
+    url: str | None = Field(
+        default=None, description="redis://[user:password@]host:port/db (rediss:// for TLS)"
+    )
+    key_prefix: str | None = Field(default=None, description="default: <SERVICE_NAME>:")
+    max_connections: int = Field(default=50, ge=1)
+    pool_timeout: float = Field(default=0.5, gt=0)
+    socket_timeout: float = Field(
+        default=0.25, gt=0, description="seconds a command may take before the service falls back"
+    )
+    connect_timeout: float = Field(default=0.25, gt=0)
+    retry_after: float = Field(
+        default=1.0, gt=0, description="seconds the service leaves a failed Redis alone before trying again"
+    )
 
 
 class Settings(BaseSettings):
@@ -105,7 +126,17 @@ class Settings(BaseSettings):
         description='aggregate type -> topic, as JSON: {"user": "crm.users.v1"}; '
         "default for each: <SERVICE_NAME>.<aggregate type>s.v1",
     )
+    cache_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        description="seconds a cached read (GET /api/v1/users/{id}) lives; 0: no read cache",
+    )
+    rate_limit_registrations: str = Field(
+        default="20/minute",
+        description="POST /api/v1/users per client address: N/second, N/minute or N/hour; 0: no limit",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
@@ -119,6 +150,16 @@ class Settings(BaseSettings):
             log_json=self.log_json,
             access_log=self.access_log,
         )
+
+    @field_validator("rate_limit_registrations")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        RateLimit.parse(value)  # a typo fails at startup, not on the first registration
+        return value
+
+    @property
+    def registrations_limit(self) -> RateLimit | None:
+        return RateLimit.parse(self.rate_limit_registrations)
 
     @field_validator("log_level", mode="before")
     @classmethod

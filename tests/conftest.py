@@ -82,6 +82,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "log_level": "WARNING",
         "database": DatabaseSettings(url=database_url, pool_size=20, max_overflow=40),
         "gc_threshold": 0,  # frozen objects are never collected: this process builds hundreds of apps
+        "rate_limit_registrations": "0",  # tests register users by the hundred; the limit has its own
     }
     return Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
 
@@ -149,6 +150,7 @@ def server_process(
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "test",
+        "RATE_LIMIT_REGISTRATIONS": "0",
         **env,
     }
     url = f"http://127.0.0.1:{port}"
@@ -218,6 +220,7 @@ def gunicorn_server(database_url: str, directory: Path, **env: str) -> Iterator[
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics"),
+        "RATE_LIMIT_REGISTRATIONS": "0",
         **env,
     }
     url = f"http://127.0.0.1:{port}"

@@ -12,6 +12,7 @@ from app.building_blocks.api.etags import etag_for, if_none_match_hits, parse_if
 from app.building_blocks.api.exceptions import BadRequestException
 from app.building_blocks.api.openapi import problem_responses
 from app.building_blocks.api.pagination import decode_cursor, encode_cursor
+from app.building_blocks.api.rate_limits import rate_limited
 from app.building_blocks.api.routing import StrictJsonRoute
 from app.users.api.schemas import (
     ActivityEntryPublic,
@@ -52,7 +53,10 @@ def _respond(response: Response, user: UserDetails) -> UserPublic:
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     summary="Register a user",
-    responses=problem_responses(400, 409),
+    description="Limited per client address (`RATE_LIMIT_REGISTRATIONS`, default 20/minute): over it, "
+    "a 429 problem with `Retry-After`; every answer carries the `RateLimit-Policy` and `RateLimit` fields.",
+    responses=problem_responses(400, 409, 429),
+    dependencies=[rate_limited("registrations")],
 )
 async def register_user(body: UserCreate, mediator: MediatorDep, response: Response) -> UserPublic:
     user = await mediator.send(RegisterUser(email=body.email, name=body.name))

@@ -6,15 +6,21 @@ from uuid import UUID
 
 from pydantic import Field
 
+from app.building_blocks.application.caching import aggregate_cache_key
 from app.building_blocks.application.queries import Query
 from app.users.application.read_models import ActivityEntry, UserDetails, UserPage
-from app.users.domain.user import UserStatus
+from app.users.domain.user import User, UserStatus
 
 MAX_PAGE_SIZE = 100
 
 
 class GetUser(Query[UserDetails]):
+    """Cached where a cache is configured: every committed change of the user drops the entry."""
+
     user_id: UUID
+
+    def cache_key(self) -> str:
+        return aggregate_cache_key(User, self.user_id)
 
 
 class GetUserActivity(Query[list[ActivityEntry]]):

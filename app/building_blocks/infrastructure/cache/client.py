@@ -12,7 +12,7 @@ import builtins
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
@@ -45,7 +45,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _unavailable_on_transport_error(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _unavailable_on_transport_error(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(method)
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
