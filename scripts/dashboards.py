@@ -549,11 +549,18 @@ def database() -> Dashboard:
     def per_instance(metric: str) -> str:
         return f"sum by (instance) ({sel(metric)})"
 
+    lookups, decisions = "app_cache_lookups_total", "app_rate_limit_decisions_total"
+    hits = rate(lookups, 'result="hit"')
+    bypassed = rate(lookups, 'result="bypassed"')
+    limited = rate(decisions, 'decision="limited"')
+    failed_open = rate(decisions, 'decision="failed_open"')
+
     return Dashboard(
         uid=f"{SERVICE_NAME}-database",
         slug="database",
         title=f"{SERVICE_NAME} / Database",
-        description="The SQLAlchemy connection pools of the API workers and of the worker.",
+        description="The SQLAlchemy connection pools of the API workers and of the worker; the read "
+        "cache and the rate limits (Redis, or process memory when embedded).",
         rows=(
             Row(
                 "Pool",
@@ -613,6 +620,67 @@ def database() -> Dashboard:
                         "before it reaches its size (SQLAlchemy's QueuePool.overflow()).",
                         Query(per_instance("app_db_pool_overflow"), "{{instance}}"),
                         min=None,
+                    ),
+                ),
+            ),
+            Row(
+                "Cache and rate limits",
+                (
+                    stat(
+                        "Cache hit ratio",
+                        "Reads answered from the cache over all cached reads (bypassed ones included).",
+                        Query(
+                            ratio_or_zero(
+                                hits,
+                                rate(lookups),
+                            )
+                        ),
+                        unit="percentunit",
+                    ),
+                    stat(
+                        "Reads bypassing the cache",
+                        "Reads that went to the database because the cache did not answer, per second.",
+                        Query(f"sum({bypassed})"),
+                        unit="reqps",
+                        thresholds=((0.001, "yellow"),),
+                    ),
+                    stat(
+                        "Requests over a rate limit",
+                        "Requests refused with 429, per second.",
+                        Query(f"sum({limited})"),
+                        unit="reqps",
+                    ),
+                    stat(
+                        "Limits failing open",
+                        "Requests let through because the limiter could not answer, per second.",
+                        Query(f"sum({failed_open})"),
+                        unit="reqps",
+                        thresholds=((0.001, "yellow"),),
+                    ),
+                    ts(
+                        "Cache lookups by result",
+                        "Hits, misses (loaded from the database, then stored) and reads that bypassed an "
+                        "unavailable cache, per second.",
+                        Query(f"sum by (cache, result) ({rate(lookups)})", "{{cache}} {{result}}"),
+                        unit="reqps",
+                    ),
+                    ts(
+                        "Cache errors by operation",
+                        "Operations the cache did not answer (each one fell back): read, fill, invalidate "
+                        "(owed and sent once it answers again), rate_limit.",
+                        Query(f"sum by (operation) ({rate('app_cache_errors_total')})", "{{operation}}"),
+                        unit="ops",
+                    ),
+                    ts(
+                        "Rate-limit decisions",
+                        "Requests each limit let through, refused (429) or let through unjudged "
+                        "(failed open).",
+                        Query(
+                            f"sum by (limit, decision) ({rate(decisions)})",
+                            "{{limit}} {{decision}}",
+                        ),
+                        unit="reqps",
+                        width=24,
                     ),
                 ),
             ),

@@ -128,6 +128,25 @@ SERIES: tuple[Series, ...] = (
     Series("app_db_pool_checked_out", "gauge", _NONE, (API, WORKER)),
     Series("app_db_pool_overflow", "gauge", _NONE, (API, WORKER)),  # negative: room below the size
     Series("app_db_pool_max", "gauge", _NONE, (API, WORKER)),
+    # The read cache and rate limits of the API (Redis, or process memory when embedded)
+    Series(
+        "app_cache_lookups_total",
+        "counter",
+        _labels(cache=("queries",), result=("hit", "miss", "bypassed")),
+        (API,),
+    ),
+    Series(
+        "app_cache_errors_total",
+        "counter",
+        _labels(operation=("read", "fill", "invalidate", "rate_limit")),
+        (API,),
+    ),
+    Series(
+        "app_rate_limit_decisions_total",
+        "counter",
+        _labels(limit=("registrations",), decision=("allowed", "limited", "failed_open")),
+        (API,),
+    ),
     # Runtime of the worker (one process): prometheus_client's default collectors
     Series("process_cpu_seconds_total", "counter", _NONE, (WORKER,)),
     Series("process_resident_memory_bytes", "gauge", _NONE, (WORKER,)),

@@ -68,7 +68,7 @@ class PrivateRedis:
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
+        self.process = subprocess.Popen(
             [
                 self.binary,
                 "--port",

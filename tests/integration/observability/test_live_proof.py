@@ -2,7 +2,8 @@
 worker, after a load that touches every instrumented path, and every PromQL expression of every
 dashboard panel, template variable, data-source link and rule is executed against it.
 
-The load: registrations, reads (200 and 404), a list, a conditional update, a stale update (412),
+The load: registrations (the last one over the limit: 429), reads (200 and 404; cached in
+Redis), a list, a conditional update, a stale update (412),
 invalid input (400), an unknown path, a message delivered twice (an inbox duplicate) and a poison
 message (retried, then dead-lettered), all through the real API, outbox relay, Kafka and consumer.
 A parse error or any refused expression fails; an empty result fails unless the expression only
@@ -38,6 +39,7 @@ from tests.observability_promql import (
     run_all,
     variable_expressions,
 )
+from tests.redis_service import unique_prefix
 from tests.services import missing
 
 PROMETHEUS_SH = ROOT / "scripts" / "prometheus.sh"
@@ -51,6 +53,7 @@ DATASOURCES_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "datasour
 EMPTY_WITHOUT_A_FAULT = {
     ("grafana/dashboards/mediator.json", "Failed by request type"): "no request failed (a 5xx)",
     ("grafana/dashboards/messaging.json", "Publish failures by topic and kind"): "no send failed",
+    ("grafana/dashboards/database.json", "Cache errors by operation"): "Redis answered",
     ("prometheus/rules/recording.yml", "service:app_http_server_errors:rate5m"): "no 5xx",
     ("prometheus/rules/recording.yml", "service:app_http_server_errors:ratio_rate5m"): "no 5xx",
 }
@@ -93,15 +96,23 @@ def scrape_config(api: str, worker_address: str, port: int) -> dict[str, Any]:
     return config
 
 
+# The load's POSTs: 20 registrations and one invalid body pass, the next one is over the limit.
+REGISTRATIONS_LIMIT = "21/minute"
+
+
 @pytest.fixture
-def gunicorn_api(database: str, bootstrap: str, topic: str, tmp_path: Path) -> Iterator[str]:
-    """The API under gunicorn with 2 workers, in full mode on the test's topic; host:port."""
+def gunicorn_api(database: str, bootstrap: str, topic: str, redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """The API under gunicorn with 2 workers, in full mode on the test's topic, reads cached in
+    Redis and registrations limited; host:port."""
     with gunicorn_server(
         database,
         tmp_path,
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         TOPIC_OVERRIDES=json.dumps({"user": topic}),
         METRICS_SAMPLE_INTERVAL="1",
+        REDIS_URL=redis_url,
+        REDIS_KEY_PREFIX=unique_prefix(),
+        RATE_LIMIT_REGISTRATIONS=REGISTRATIONS_LIMIT,
     ) as url:
         yield url.removeprefix("http://")
 
@@ -118,6 +129,8 @@ async def load(api: str, bootstrap: str, topic: str) -> None:
         location = created[0].headers["location"]
         fetched = await http.get(location)
         assert fetched.status_code == 200
+        assert (await http.get(location)).status_code == 200  # a cache miss, then hits
+        assert (await http.get(location)).status_code == 200
         assert (await http.get("/api/v1/users", params={"limit": 5})).status_code == 200
         updated = await http.patch(
             location, json={"name": "Q"}, headers={"If-Match": fetched.headers["etag"]}
@@ -128,6 +141,8 @@ async def load(api: str, bootstrap: str, topic: str) -> None:
         ).status_code == 412
         assert (await http.get(f"/api/v1/users/{uuid.uuid4()}")).status_code == 404
         assert (await http.post("/api/v1/users", json={"email": "not an email"})).status_code == 400
+        over = await http.post("/api/v1/users", json={"email": unique_email("over"), "name": "P"})
+        assert over.status_code == 429, over.text
         assert (await http.get("/no/such/route")).status_code == 404
         assert (await http.get("/health/ready")).status_code == 200
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)

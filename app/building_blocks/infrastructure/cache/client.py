@@ -207,7 +207,8 @@ class RedisClient:
         """Delete every key under this client's prefix (``SCAN`` + ``UNLINK``, in batches)."""
         if not self.prefix:
             raise ValueError("clear() needs a key_prefix: without one it would empty the whole database")
-        pattern = "".join(f"[{char}]" if char in "*?[]\\" else char for char in self.prefix) + "*"
+        # a backslash escapes one glob character: "[]]", "[[]" and "[\]" are not literals to Redis
+        pattern = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix) + "*"
         deleted = 0
         batch: list[bytes] = []
         async for name in self._r.scan_iter(match=pattern, count=500):

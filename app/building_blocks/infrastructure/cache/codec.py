@@ -7,7 +7,8 @@ key (a pickle another program left there, say) is refused with :class:`CacheDeco
 unpickled. Model classes are looked up among modules already imported, never imported on the
 say-so of the data, and must be pydantic models.
 
-The one header-less form that is read is a plain integer: Redis's own counters (``INCR``).
+The one header-less form is a plain integer, as Redis keeps its own counters (``INCR``): an ``int``
+in Redis's 64-bit range is written so too, so a counter started with ``set`` counts with ``incr``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _MODEL = b"m:"  # a top-level model: "m:<module>:<qualname>\n<the model's JSON>"
 _VALUE = b"v:"  # anything else: tagged JSON
 _TAG = "$t"
 _INTEGER = re.compile(rb"-?\d{1,20}")
+_INT64 = range(-(2**63), 2**63)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -136,6 +138,8 @@ def _unpack(value: Any) -> Any:
 
 def encode(value: Any) -> bytes:
     """The bytes stored for ``value``; :class:`CacheEncodeError` for a type this codec cannot keep."""
+    if type(value) is int and value in _INT64:
+        return str(value).encode()  # as Redis writes a counter: INCRBY works on it
     if isinstance(value, BaseModel):
         return HEADER + _MODEL + _name(type(value)).encode() + b"\n" + value.model_dump_json().encode()
     try:
@@ -165,6 +169,15 @@ def decode(raw: bytes, model: type[M] | None = None) -> Any:
             )
     except CacheDecodeError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, ValidationError) as error:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,  # a name or value of the wrong JSON type ({"$t": "uuid", "v": 5})
+        ArithmeticError,  # decimal.InvalidOperation, OverflowError (a huge timedelta)
+        RecursionError,  # nesting deeper than json/_unpack can follow
+        ValidationError,
+    ) as error:
         raise CacheDecodeError(f"a damaged cached value: {error}") from error
     raise CacheDecodeError("an unknown cached value format")
