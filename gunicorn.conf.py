@@ -20,6 +20,8 @@ _metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "var/prome
 _host, _port = os.environ.get("HOST", "0.0.0.0"), os.environ.get("PORT", "8000")  # noqa: S104 - a container's API
 bind = os.environ.get("GUNICORN_BIND", f"{_host}:{_port}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# The app learns it is one of several processes (no read cache in one process's memory).
+os.environ.setdefault("API_PROCESSES", str(workers))
 worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))

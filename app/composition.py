@@ -67,11 +67,20 @@ class ServiceCache:
     rate_limiters: dict[str, RateLimiter | None]
     redis: RedisClient | None
 
+    def __post_init__(self) -> None:
+        self.behavior = QueryCachingBehavior(self.cache, self.availability, ttl=self.ttl)
+        self.invalidation = CacheInvalidationHook(self.cache, self.availability)
+
     @property
     def reads_cached(self) -> bool:
         return self.ttl > 0
 
+    @property
+    def owed_invalidations(self) -> int:
+        return len(self.availability.stale_keys)
+
     async def close(self) -> None:
+        await self.invalidation.close()
         if self.redis is not None:
             await self.redis.close()
 
@@ -79,8 +88,9 @@ class ServiceCache:
 def build_cache(settings: Settings) -> ServiceCache:
     """Nothing connects here: Redis is reached on first use, and its absence is survivable.
 
-    Without ``REDIS_URL`` the cache is this process's memory, and reads are cached only in
-    embedded mode (one process: the API runs the relay and the consumers too).
+    Without ``REDIS_URL`` the cache is this process's memory, and reads are cached only when this
+    is the only process: embedded mode (the API runs the relay and the consumers too) with one
+    API process (``API_PROCESSES``, which gunicorn.conf.py sets to its worker count).
     """
     redis = settings.redis
     availability = CacheAvailability("Redis" if redis.url else "memory cache", retry_after=redis.retry_after)
@@ -106,7 +116,8 @@ def build_cache(settings: Settings) -> ServiceCache:
             limiter = MemoryRateLimiter(registrations, name="registrations")
     # Process memory is one process's: with the relay and consumers elsewhere (the worker) or
     # several API processes, a change committed in one would leave the others' entries stale.
-    ttl = settings.cache_ttl if client is not None or settings.kafka.embedded else 0.0
+    alone = settings.kafka.embedded and settings.api_processes == 1
+    ttl = settings.cache_ttl if client is not None or alone else 0.0
     return ServiceCache(cache, availability, ttl, {"registrations": limiter}, client)
 
 
@@ -127,8 +138,8 @@ def build_mediator(
     hooks = messaging.commit_hooks()
     behaviors: list[PipelineBehavior] = [LoggingBehavior()]
     if cache is not None and cache.reads_cached:
-        behaviors.append(QueryCachingBehavior(cache.cache, cache.availability, ttl=cache.ttl))
-        hooks = [*hooks, CacheInvalidationHook(cache.cache, cache.availability)]
+        behaviors.append(cache.behavior)
+        hooks = [*hooks, cache.invalidation]
     behaviors.append(TransactionBehavior())
     mediator: Mediator[Any] = Mediator(behaviors=behaviors)
     for context in contexts:

@@ -47,6 +47,8 @@ async def cache_status(cache: ServiceCache) -> Mapping[str, str] | Degraded:
         await cache.redis.ping()
     except CacheUnavailableError:
         return Degraded({"backend": "redis", "state": "unavailable", "fallback": "database"})
+    if cache.owed_invalidations:  # answering again, but entries of changed users may be stale
+        return Degraded({"backend": "redis", "owed_invalidations": cache.owed_invalidations})
     return {"backend": "redis"}
 
 

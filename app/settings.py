@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     metrics_sample_interval: float = Field(
         default=5.0, gt=0, description="seconds between samples of the process, pool and outbox gauges"
     )
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        description="API processes serving together (gunicorn.conf.py sets it to its workers); "
+        "with more than one and no REDIS_URL, reads are not cached in process memory",
+    )
     readiness_timeout: float = Field(default=2.0, gt=0)
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=0)
     request_body_timeout: float = Field(default=30.0, gt=0)

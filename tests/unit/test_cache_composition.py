@@ -38,6 +38,11 @@ def test_full_mode_without_redis_does_not_cache_reads_in_one_process_memory() ->
     assert not cache.reads_cached
 
 
+def test_several_api_processes_without_redis_do_not_cache_reads() -> None:
+    assert not build_cache(Settings(api_processes=2)).reads_cached
+    assert build_cache(Settings(api_processes=2, redis=RedisSettings(url="redis://h"))).reads_cached
+
+
 def test_cache_ttl_zero_and_limit_zero_turn_them_off() -> None:
     cache = build_cache(
         Settings(cache_ttl=0, rate_limit_registrations="0", redis=RedisSettings(url="redis://h"))

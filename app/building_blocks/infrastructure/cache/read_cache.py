@@ -15,6 +15,8 @@ reads from the database until it has been sent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -104,11 +106,18 @@ class QueryCachingBehavior:
 
 
 class CacheInvalidationHook:
-    """A commit hook: after the commit, the saved aggregates' cache entries are dropped."""
+    """A commit hook: after the commit, the saved aggregates' cache entries are dropped.
+
+    An invalidation the cache did not take is owed: this process bypasses the cache until it is
+    sent, and a background task sends it as soon as the cache answers again (every
+    ``retry_after``), so other processes, which never heard of it, are exposed to the old entry
+    only until then (bounded by the entry's TTL in any case). :meth:`close` stops that task.
+    """
 
     def __init__(self, cache: Cache, availability: CacheAvailability) -> None:
         self.cache = cache
         self.availability = availability
+        self._flusher: asyncio.Task[None] | None = None
 
     async def before_commit(self, session: DbSession, events: list[DomainEvent]) -> None:
         """Nothing to do inside the transaction."""
@@ -121,12 +130,29 @@ class CacheInvalidationHook:
         if not keys:
             return
         if not self.availability.should_try():
-            self.availability.remember_stale(keys)
+            self._owe(keys)
             return
         try:
             await self.cache.invalidate(*keys)
         except CacheUnavailableError as error:
             self.availability.failed("invalidate", error)
-            self.availability.remember_stale(keys)
+            self._owe(keys)
         else:
             self.availability.succeeded()
+
+    def _owe(self, keys: tuple[str, ...]) -> None:
+        self.availability.remember_stale(keys)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._send_owed())
+
+    async def _send_owed(self) -> None:
+        availability = self.availability
+        while availability.stale_keys or availability.stale_overflow:
+            await asyncio.sleep(availability.retry_after)
+            await cache_usable(self.cache, availability)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher

@@ -125,8 +125,8 @@ async def test_a_frozen_redis_costs_a_request_at_most_its_socket_timeout_and_lea
 ) -> None:
     """SIGSTOP: Redis keeps its connections and its data but answers nothing. Requests wait at
     most the socket timeout (once per retry window); a change made meanwhile cannot drop the
-    cached entry, so the process remembers it and sends it before it trusts the cache again —
-    the entry (still in Redis after SIGCONT) is never served."""
+    cached entry, so the process owes the invalidation (readiness: degraded), reads from the
+    database meanwhile, and sends it as soon as Redis answers — the old entry is never served."""
     async with app_on(private_redis, postgres_url) as (http, app):
         user = (await http.post(USERS, json={"email": unique_email(), "name": "Before"})).json()
         path = f"{USERS}/{user['id']}"
@@ -152,10 +152,16 @@ async def test_a_frozen_redis_costs_a_request_at_most_its_socket_timeout_and_lea
             os.kill(private_redis.process.pid, signal.SIGCONT)
         # Bounded by the socket timeout (plus the database read), never by the outage's length.
         assert max(durations) < SOCKET_TIMEOUT * 2 + 0.5, durations
-        assert await cached_in_redis(private_redis, app, user["id"])  # the old entry is still there
+        owed = await http.get("/health/ready")
+        assert owed.json()["checks"]["cache"]["status"] == "degraded"
 
-        await asyncio.sleep(RETRY_AFTER)
+        # No request needed: the owed invalidation goes out as soon as Redis answers again.
+        deadline = time.monotonic() + 5
+        while await cached_in_redis(private_redis, app, user["id"]):
+            assert time.monotonic() < deadline, "the owed invalidation was never sent"
+            await asyncio.sleep(0.05)
+        assert (await http.get("/health/ready")).json()["checks"]["cache"]["status"] == "ok"
         after = await http.get(path)
-        assert after.json()["name"] == "After"  # the owed invalidation went first
+        assert after.json()["name"] == "After"
         assert after.json()["version"] == changed.json()["version"]
         assert (await http.get(path)).json()["name"] == "After"  # and the refilled entry is new
