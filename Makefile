@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install run restart build test test-unit test-integration test-e2e services format lint \
         clean lock migrate docker-build docker-deploy docker-stop obs-up obs-down obs-status \
-        run-with-obs obs-all bench bench-api bench-obs worker services-down
+        run-with-obs obs-all bench bench-api bench-cache bench-obs worker services-down
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench: install services ## Measure the outbox relay: events/s vs a raw producer,
 
 bench-api: install services ## Measure the API with wrk: req/s, p50/p99, CPU per request vs bare FastAPI + asyncpg
 	$(BIN)/python -m bench.api_throughput
+
+bench-cache: install services ## Measure what the Redis read cache buys a GET: cached vs uncached, CPU per request
+	$(BIN)/python -m bench.cache_throughput
 
 bench-obs: install services ## Measure what observability costs a read: fully on (100 % sampled, exported) vs off
 	@scripts/jaeger.sh up >/dev/null || { echo "make: bench-obs exports to Jaeger (scripts/jaeger.sh up) and it did not start" >&2; exit 1; }

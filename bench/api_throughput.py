@@ -59,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from pydantic import ValidationError
 from sqlalchemy import insert, text
@@ -180,6 +180,7 @@ class LogStats:
 
 @dataclass
 class Report:
+    pair: ClassVar[tuple[str, str]] = TARGETS  # a ratio is the first's req/s over the second's
     options: Options
     database: str
     pool: tuple[int, int]  # DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW
@@ -193,8 +194,9 @@ class Report:
         return [run for run in self.runs if run.route == route and run.target == target]
 
     def ratios(self, route: str) -> list[float]:
-        """Service/baseline req/s of each round's pair."""
-        pairs = zip(self.runs_of(route, "service"), self.runs_of(route, "baseline"), strict=True)
+        """Service/baseline (:attr:`pair`) req/s of each round's pair."""
+        first, second = self.pair
+        pairs = zip(self.runs_of(route, first), self.runs_of(route, second), strict=True)
         return [service.rps / baseline.rps if baseline.rps > 0 else 0.0 for service, baseline in pairs]
 
     def ratio(self, route: str) -> float:
@@ -262,15 +264,22 @@ def tables(report: Report) -> list[str]:
     return lines
 
 
-def summary_lines(report: Report) -> list[str]:
-    options = report.options
-    lines = [
+def load_lines(options: Options) -> list[str]:
+    """The load's settings as summary lines (every API benchmark prints them)."""
+    return [
         f"connections={options.connections}",
         f"threads={options.threads}",
         f"duration_s={options.duration}",
         f"warmup_s={options.warmup}",
         f"rounds={options.rounds}",
         f"users={options.users}",
+    ]
+
+
+def summary_lines(report: Report) -> list[str]:
+    options = report.options
+    lines = [
+        *load_lines(options),
         f"pool_size={report.pool[0]}",
         f"max_overflow={report.pool[1]}",
     ]
@@ -808,9 +817,12 @@ def non_negative_int(value: str) -> int:
     return number
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Options:
+def argument_parser(
+    prog: str = "python -m bench.api_throughput", description: str | None = None
+) -> argparse.ArgumentParser:
+    """The options of :class:`Options`; another benchmark adds its own (bench.cache_throughput)."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.api_throughput", description=(__doc__ or "").split("\n")[0]
+        prog=prog, description=description if description is not None else (__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--connections", type=positive_int, default=32, help="wrk connections (32)")
     parser.add_argument(
@@ -827,7 +839,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--rounds",
         type=positive_int,
         default=3,
-        help="service/baseline pairs per path; the median counts (3)",
+        help="pairs per path (service and baseline, back to back); the median ratio counts (3)",
     )
     parser.add_argument("--users", type=positive_int, default=1000, help="users seeded for the GETs (1000)")
     parser.add_argument(
@@ -844,7 +856,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the servers' logs and wrk scripts (temp directory)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Options:
     if args.threads > args.connections:
         parser.error("--threads must not exceed --connections (each wrk thread needs a connection)")
     return Options(
@@ -859,6 +874,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         wrk=args.wrk,
         keep_logs=args.keep_logs,
     )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argument_parser()
+    return options_from(parser, parser.parse_args(argv))
 
 
 async def amain(argv: Sequence[str] | None = None) -> int:

@@ -15,8 +15,9 @@ import shutil
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.building_blocks.infrastructure.cache import RedisClient, RedisConfig
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
-from bench import api_throughput
+from bench import api_throughput, cache_throughput
 from bench.relay_throughput import (
     amain,
     database_exists,
@@ -223,3 +224,92 @@ async def test_the_api_benchmark_without_wrk_says_so_and_fails(
     code = await api_throughput.amain(["--wrk", "/nonexistent/wrk", "--database-admin-url", postgres_admin])
     assert code != 0
     assert "wrk" in capsys.readouterr().err
+
+
+# --- bench/cache_throughput.py ----------------------------------------------------------------------
+
+CACHE_SUMMARY_NUMBERS = [
+    *(
+        f"get_{server}_{figure}"
+        for server in ("cached", "uncached")
+        for figure in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_req")
+    ),
+    "get_ratio",
+    "cached_entries_warmed",
+    "cache_hits",
+    "cache_misses",
+    "cache_bypassed",
+    "requests",
+    "non_2xx",
+    "socket_errors",
+    "redis_keys_deleted",
+    "redis_keys_left",
+    "cached_log_errors",
+    "uncached_log_errors",
+]
+
+
+async def test_the_cache_benchmark_measures_both_servers_and_deletes_its_keys(
+    postgres_admin: str, redis_url: str
+) -> None:
+    require_wrk()
+    options, redis = cache_throughput.parse_args(
+        [
+            *("--duration", "1", "--warmup", "1", "--rounds", "1", "--connections", "4"),
+            *("--users", "20", "--database-admin-url", postgres_admin, "--redis-url", redis_url),
+        ]
+    )
+    progress = io.StringIO()
+    report = await cache_throughput.run_benchmark(options, redis, out=progress)
+
+    # one cached and one uncached run, each answered, measured and error-free
+    assert sorted(run.target for run in report.runs) == ["cached", "uncached"]
+    for run in report.runs:
+        assert run.wrk.requests > 0, run
+        assert run.wrk.non_2xx == 0, run
+        assert run.wrk.socket_errors == 0, run
+        assert run.cpu > 0, run  # the server's CPU was read from /proc
+        assert run.wrk.p50_ms <= run.wrk.p99_ms <= run.wrk.max_ms
+    assert len(report.ratios("get")) == 1
+    assert len(report.cpu_ratios()) == 1
+    # every id was cached before wrk ran, so the cached server only hit
+    assert report.warmed == 20
+    assert report.lookups is not None
+    assert report.lookups["hit"] > 0
+    assert report.lookups["miss"] == report.lookups["bypassed"] == 0
+    assert not report.warnings
+
+    summary = dict(line.split("=", 1) for line in cache_throughput.summary_lines(report) if "=" in line)
+    for key in CACHE_SUMMARY_NUMBERS:
+        float(summary[key])  # present, and a number
+    float(summary["get_ratios"])  # one round: one ratio
+    assert summary["target"].startswith(("PASS", "MISS"))
+    tables = "\n".join(cache_throughput.tables(report))
+    assert "target cached >= 1.5x uncached: " in tables
+    assert summary["non_2xx"] == "0"
+    assert summary["cached_log_errors"] == summary["uncached_log_errors"] == "0"
+
+    # the run's keys are gone from Redis, its database dropped, its temp files removed
+    assert report.prefix.startswith("bench-")
+    assert int(summary["redis_keys_deleted"]) >= 20
+    assert summary["redis_keys_left"] == "0"
+    client = RedisClient(RedisConfig.from_url(redis_url, key_prefix=report.prefix))
+    try:
+        assert [key async for key in client.redis.scan_iter(match=f"{report.prefix}*")] == []
+    finally:
+        await client.close()
+    assert "dropped" in progress.getvalue()
+    assert not await database_exists(postgres_admin, report.database)
+    logs = [stats.path for stats in report.logs.values()]
+    assert not any([await asyncio.to_thread(path.exists) for path in logs])
+
+
+async def test_the_cache_benchmark_without_redis_says_so_and_fails(
+    postgres_admin: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_wrk()
+    code = await cache_throughput.amain(
+        ["--redis-url", "redis://127.0.0.1:1/0", "--database-admin-url", postgres_admin]
+    )
+    assert code != 0
+    assert "Redis is not reachable" in capsys.readouterr().err
