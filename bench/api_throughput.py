@@ -3,14 +3,14 @@ work done plainly (bare FastAPI + asyncpg).
 
 One run, against a fresh PostgreSQL database (created, migrated with ``app.migrate.upgrade``, dropped):
 
-1. **Two servers**, each ``uvicorn --factory`` with the same flags (:data:`UVICORN_FLAGS`: one
-   worker, uvloop, httptools, log level warning, no access log) on a free port, its output in a
-   temp file: the **service** (``app.main:create_app``, the API process only, in full mode:
-   ``KAFKA_BOOTSTRAP_SERVERS`` is set, so commands write the outbox and neither relay nor consumers
-   run here; the API never connects to Kafka and no worker is started; no cache), its logging as a
-   user gets it (``LOG_LEVEL``, ``LOG_JSON`` from the environment, else the defaults); and the
-   **baseline** (``bench/baseline_app.py``: the three routes written plainly, FastAPI + an asyncpg
-   pool of the service's size, on the same tables, answering the same JSON).
+1. **Two servers**, each ``uvicorn --factory`` with the same flags (``--workers`` processes, 1 by
+   default, and :data:`UVICORN_FLAGS`: uvloop, httptools, log level warning, no access log) on a
+   free port, its output in a temp file: the **service** (``app.main:create_app``, the API process
+   only, in full mode: ``KAFKA_BOOTSTRAP_SERVERS`` is set, so commands write the outbox and neither
+   relay nor consumers run here; the API never connects to Kafka and no worker is started; no
+   cache), its logging as a user gets it (``LOG_LEVEL``, ``LOG_JSON`` from the environment, else the
+   defaults); and the **baseline** (``bench/baseline_app.py``: the three routes written plainly,
+   FastAPI + an asyncpg pool of the service's size, on the same tables, answering the same JSON).
 2. **Seed** ``--users`` (1,000) users straight into the service's ``users`` table (values from
    ``User.register``). A check then GETs one of them and POSTs one user on each server: both must
    answer 200/201, and the bodies are compared (a difference is reported as a WARNING).
@@ -82,8 +82,6 @@ logger = logging.getLogger("bench.api_throughput")
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 UVICORN_FLAGS = (
-    "--workers",
-    "1",
     "--loop",
     "uvloop",
     "--http",
@@ -132,6 +130,7 @@ class Options:
     wrk: str = "wrk"
     startup_timeout: float = 60.0
     keep_logs: bool = False
+    workers: int = 1  # uvicorn processes per server
 
 
 @dataclass(frozen=True)
@@ -151,8 +150,9 @@ class Run:
     target: str
     round: int
     wrk: WrkResult
-    cpu: float  # seconds of the server process's CPU while wrk ran
+    cpu: float  # seconds of the server's CPU (its processes) while wrk ran
     wrk_cpu: float  # seconds of wrk's own CPU
+    store_cpu: float = 0.0  # seconds of PostgreSQL's and Redis's CPU meanwhile (every backend)
 
     @property
     def rps(self) -> float:
@@ -165,6 +165,10 @@ class Run:
     @property
     def cpu_share(self) -> float:
         return self.cpu / self.wrk.seconds if self.wrk.seconds > 0 else 0.0
+
+    @property
+    def store_cpu_ms_per_request(self) -> float:
+        return self.store_cpu * 1000 / self.wrk.requests if self.wrk.requests else 0.0
 
     @property
     def wrk_cpu_share(self) -> float:
@@ -347,6 +351,39 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def process_tree_cpu_seconds(pid: int) -> float:
+    """:func:`process_cpu_seconds` of ``pid`` and of every process below it (uvicorn's workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, its_parent in parents.items() if its_parent == parent]
+        tree.update(children)
+        frontier.extend(children)
+    total = process_cpu_seconds(pid)  # the root must be there: its absence is an error
+    for member in tree - {pid}:
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(member)
+    return total
+
+
+STORE_PROCESSES = ("postgres", "redis-server")
+
+
+def store_cpu_seconds() -> float:
+    """CPU of every PostgreSQL and Redis process on this machine (what a read costs beyond the
+    server: the database's backends, or Redis)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() in STORE_PROCESSES:
+                total += process_cpu_seconds(int(comm.parent.name))
+    return total
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -365,6 +402,7 @@ class Server:
     app: str
     ready_path: str
     log_path: Path
+    workers: int = 1  # uvicorn processes
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -388,6 +426,8 @@ class Server:
             HOST,
             "--port",
             str(self.port),
+            "--workers",
+            str(self.workers),
             *UVICORN_FLAGS,
         ]
 
@@ -426,7 +466,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         try:
-            return process_cpu_seconds(self.pid)
+            return process_tree_cpu_seconds(self.pid)
         except OSError:
             raise self.failure("is gone") from None
 
@@ -671,10 +711,13 @@ async def measure(options: Options, server: Server, route: str, number: int, scr
         warm = scripts.path(route, server.name, number, warm=True)
         await run_wrk(options, warm, route_url(server, route), options.warmup)
     script = scripts.path(route, server.name, number, warm=False)
-    wrk_cpu, cpu = children_cpu_seconds(), server.cpu_seconds()
+    wrk_cpu, cpu, store = children_cpu_seconds(), server.cpu_seconds(), store_cpu_seconds()
     result = await run_wrk(options, script, route_url(server, route), options.duration)
     cpu, wrk_cpu = server.cpu_seconds() - cpu, children_cpu_seconds() - wrk_cpu
-    return Run(route=route, target=server.name, round=number, wrk=result, cpu=cpu, wrk_cpu=wrk_cpu)
+    store = store_cpu_seconds() - store
+    return Run(
+        route=route, target=server.name, round=number, wrk=result, cpu=cpu, wrk_cpu=wrk_cpu, store_cpu=store
+    )
 
 
 @dataclass
@@ -732,7 +775,8 @@ async def run_benchmark(options: Options, *, out: TextIO | None = None) -> Repor
         f" (about {runs_total * (options.duration + options.warmup) // 60 + 1} min)"
     )
     say(
-        f"servers: uvicorn {' '.join(UVICORN_FLAGS)}; pool {pool[0]} + {pool[1]} overflow"
+        f"servers: uvicorn --workers {options.workers} {' '.join(UVICORN_FLAGS)};"
+        f" pool {pool[0]} + {pool[1]} overflow"
         f" (baseline: asyncpg min_size={pool[0]}, max_size={sum(pool)}); service in full mode"
         f" (KAFKA_BOOTSTRAP_SERVERS={options.bootstrap}, no worker), LOG_LEVEL={settings.log_level},"
         f" LOG_JSON={str(settings.log_json).lower()}"
@@ -743,8 +787,20 @@ async def run_benchmark(options: Options, *, out: TextIO | None = None) -> Repor
     say(f"database {database} created and migrated")
     directory = Path(tempfile.mkdtemp(prefix=f"bench-api-{run}-"))
     servers = {
-        "service": Server("service", SERVICE_APP, HEALTH_PATHS["service"], directory / "service.log"),
-        "baseline": Server("baseline", BASELINE_APP, HEALTH_PATHS["baseline"], directory / "baseline.log"),
+        "service": Server(
+            "service",
+            SERVICE_APP,
+            HEALTH_PATHS["service"],
+            directory / "service.log",
+            workers=options.workers,
+        ),
+        "baseline": Server(
+            "baseline",
+            BASELINE_APP,
+            HEALTH_PATHS["baseline"],
+            directory / "baseline.log",
+            workers=options.workers,
+        ),
     }
     runs: list[Run] = []
     keep = options.keep_logs
@@ -854,6 +910,9 @@ def argument_parser(
     )
     parser.add_argument("--wrk", default="wrk", help="the wrk executable (wrk on PATH)")
     parser.add_argument(
+        "--workers", type=positive_int, default=1, help="uvicorn worker processes per server (1)"
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep the servers' logs and wrk scripts (temp directory)"
     )
     return parser
@@ -873,6 +932,7 @@ def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> O
         bootstrap=args.bootstrap,
         wrk=args.wrk,
         keep_logs=args.keep_logs,
+        workers=args.workers,
     )
 
 

@@ -7,12 +7,15 @@ One run, against a fresh PostgreSQL database (created, migrated, dropped, as in
 ``bench.api_throughput``, whose pieces this reuses) and a Redis server (``--redis-url``, default
 ``REDIS_URL`` else ``redis://127.0.0.1:6379/0``; not reachable: an error, exit code 1):
 
-1. **Two servers** of the service, each ``uvicorn --factory app.main:create_app`` with the flags
-   of ``bench.api_throughput`` (one worker, uvloop, httptools, no access log; API process in full
-   mode, no worker process), with the same environment but one variable: both have ``REDIS_URL``
-   and the run's own ``REDIS_KEY_PREFIX`` (``bench-<random>:``) and ``RATE_LIMIT_REGISTRATIONS=0``;
-   the **cached** one ``CACHE_TTL=300``, the **uncached** one ``CACHE_TTL=0`` (no read cache: every
-   GET reads PostgreSQL).
+1. **Two servers** of the service, each ``uvicorn --factory app.main:create_app`` with the flags of
+   ``bench.api_throughput`` (uvloop, httptools, no access log; API process in full mode, no worker
+   process) and ``--workers`` processes: **2 by default**, as gunicorn.conf.py runs the API. So each
+   server has the machine's cores, which PostgreSQL shares as it would share a database host's, and
+   what the database costs a read is part of the comparison (with ``--workers 1`` the server is one
+   process on one core and PostgreSQL works on the other for free). Both have the same environment
+   but one variable: both have ``REDIS_URL`` and the run's own ``REDIS_KEY_PREFIX``
+   (``bench-<random>:``) and ``RATE_LIMIT_REGISTRATIONS=0``; the **cached** one ``CACHE_TTL=300``,
+   the **uncached** one ``CACHE_TTL=0`` (no read cache: every GET reads PostgreSQL).
 2. **Seed** ``--users`` (1,000) users into the ``users`` table. **Check** before measuring: a GET
    on the uncached server leaves no entry in Redis; a GET on the cached server leaves
    ``<prefix>user:<id>``; that id's body and ETag are the same from the cached server's miss, its
@@ -22,8 +25,9 @@ One run, against a fresh PostgreSQL database (created, migrated, dropped, as in
 4. **Load** with wrk as ``bench.api_throughput`` does (``--connections`` 32, ``--threads`` 1, the
    seeded ids rotating): ``--rounds`` (3) pairs, the cached and the uncached server back to back
    (which one goes first alternates), each ``--warmup`` seconds (2) unmeasured, then ``--duration``
-   seconds (10) measured: req/s, p50 and p99 latency, non-2xx, socket errors, and the **CPU per
-   request of the server process** (``/proc/<pid>/stat``). Around each cached run the service's
+   seconds (10) measured: req/s, p50 and p99 latency, non-2xx, socket errors, the **CPU per
+   request of the server's processes** (``/proc/<pid>/stat`` of uvicorn and its workers), and of
+   the **stores** (every ``postgres`` and ``redis-server`` process). Around each cached run the service's
    ``app_cache_lookups_total`` (``GET /metrics``) gives its hits and misses: misses should be 0.
 5. **Ratio** cached/uncached req/s of each pair, and their median. Target: cached >= 1.5 x uncached.
 
@@ -248,12 +252,15 @@ async def run_benchmark(options: Options, redis_url: str, *, out: TextIO | None 
         f"cache benchmark {tag}: GET /api/v1/users/{{id}} over {options.users} ids, cached (CACHE_TTL="
         f"{CACHE_TTL}, Redis {redis.describe()}, prefix {prefix}) vs uncached (CACHE_TTL=0); wrk"
         f" {options.connections} connections, {options.threads} thread(s); {runs_total} runs of"
-        f" {options.duration}s after {options.warmup}s warm-up; servers: uvicorn {' '.join(UVICORN_FLAGS)}"
+        f" {options.duration}s after {options.warmup}s warm-up; servers: uvicorn --workers"
+        f" {options.workers} {' '.join(UVICORN_FLAGS)}"
     )
     load_before = os.getloadavg()[0]
     directory = Path(tempfile.mkdtemp(prefix=f"bench-cache-{tag}-"))
     servers = {
-        name: Server(name, SERVICE_APP, HEALTH_PATHS["service"], directory / f"{name}.log")
+        name: Server(
+            name, SERVICE_APP, HEALTH_PATHS["service"], directory / f"{name}.log", workers=options.workers
+        )
         for name in (CACHED, UNCACHED)
     }
     report = CacheReport(
@@ -275,8 +282,12 @@ async def run_benchmark(options: Options, redis_url: str, *, out: TextIO | None 
         try:
             ids = await seed_users(url, options.users, tag)
             base = server_env(url, options) | {"REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix}
+            base |= {"API_PROCESSES": str(options.workers)}
             for name, server in servers.items():
-                server.start(base | {"CACHE_TTL": str(CACHE_TTL if name == CACHED else 0)})
+                metrics = directory / f"metrics-{name}"  # /metrics sums the workers' counts
+                metrics.mkdir()
+                ttl = str(CACHE_TTL if name == CACHED else 0)
+                server.start(base | {"CACHE_TTL": ttl, "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
             for server in servers.values():
                 await server.wait_ready(options.startup_timeout)
             say(
@@ -342,13 +353,13 @@ def tables(report: CacheReport) -> list[str]:
         "",
         f"GET /api/v1/users/{{id}} ({report.options.users} ids rotating), cached vs uncached",
         f"  {'round':>5}  {'server':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
-        f" {'sock err':>8} {'CPU ms/req':>10} {'srv CPU':>8}",
+        f" {'sock err':>8} {'CPU ms/req':>10} {'srv CPU':>8} {'stores ms/req':>13}",
     ]
     for run in sorted(report.runs, key=lambda run: run.round):
         lines.append(
             f"  {run.round:>5}  {run.target:<8} {run.rps:>9.1f} {run.wrk.p50_ms:>8.2f} {run.wrk.p99_ms:>8.2f}"
             f" {run.wrk.non_2xx:>8} {run.wrk.socket_errors:>8} {run.cpu_ms_per_request:>10.3f}"
-            f" {run.cpu_share:>8.0%}"
+            f" {run.cpu_share:>8.0%} {run.store_cpu_ms_per_request:>13.3f}"
         )
     ratio = report.ratio(ROUTE)
     lines += [
@@ -375,6 +386,7 @@ def summary_lines(report: CacheReport) -> list[str]:
             f"get_{name}_p50_ms={report.latency(ROUTE, name, 'p50_ms'):.2f}",
             f"get_{name}_p99_ms={report.latency(ROUTE, name, 'p99_ms'):.2f}",
             f"get_{name}_cpu_ms_per_req={report.median(ROUTE, name, 'cpu_ms_per_request'):.3f}",
+            f"get_{name}_store_cpu_ms_per_req={report.median(ROUTE, name, 'store_cpu_ms_per_request'):.3f}",
         ]
     ratio = report.ratio(ROUTE)
     lookups = report.lookups
@@ -411,6 +423,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
         default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
         help=f"the Redis of the cached server (REDIS_URL, else {DEFAULT_REDIS_URL})",
     )
+    # As the API runs in production (gunicorn.conf.py: 2 workers): the server has the machine's
+    # cores, which PostgreSQL shares, so what the database costs a read counts in the ratio.
+    parser.set_defaults(workers=2)
     args = parser.parse_args(argv)
     return options_from(parser, args), args.redis_url
 
