@@ -18,9 +18,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from app.main import create_app
+from app.settings import RedisSettings
 from tests.conftest import make_settings
 from tests.helpers import unique_email
 from tests.integration.observability.conftest import spans_of, wait_for_spans
+from tests.redis_service import unique_prefix
 
 TOPIC = "user-service.users.v1"
 
@@ -114,3 +116,35 @@ async def test_probes_and_scrapes_are_not_traced(
         assert (await client.get(path, headers=headers)).status_code == 200
     await asyncio.sleep(0.2)
     assert spans_of(spans, trace_id) == []
+
+
+async def test_a_cached_read_shows_its_redis_call_and_no_sql(
+    spans: InMemorySpanExporter, postgres_url: str, redis_url: str
+) -> None:
+    """With spans recorded, Redis is instrumented like the database: a miss holds the cache read,
+    the SQL and the fill; a hit holds the cache read alone, under the query's span."""
+    settings = make_settings(postgres_url, redis=RedisSettings(url=redis_url, key_prefix=unique_prefix()))
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        created = await http.post("/api/v1/users", json={"email": unique_email("cached"), "name": "C"})
+        path = created.headers["location"]
+        traces = []
+        for _ in range(2):  # a miss, then a hit
+            trace_id, headers = traceparent()
+            assert (await http.get(path, headers=headers)).status_code == 200
+            traces.append(await asyncio.to_thread(wait_for_spans, spans, trace_id, "GetUser", "MGET"))
+    miss, hit = traces
+    for found in (miss, hit):
+        query, read = by_name(found, "GetUser"), by_name(found, "MGET")
+        assert read.kind is SpanKind.CLIENT
+        assert read.attributes is not None
+        assert read.attributes["db.system"] == "redis"
+        assert parent_of(read) == query.context.span_id
+    sql = [span for span in miss if span.attributes and span.attributes.get("db.system") == "postgresql"]
+    assert sql, "the miss read the database"
+    assert "EVALSHA" in {span.name for span in miss}  # the guarded fill
+    assert not [span for span in hit if span.attributes and span.attributes.get("db.system") == "postgresql"]
+    assert "EVALSHA" not in {span.name for span in hit}
