@@ -1,0 +1,268 @@
+"""``HttpClient``: one pooled ``httpx.AsyncClient`` per target, with auth, retries, a shared
+circuit breaker, correlation and consumer ids, trace context and redacted logs.
+
+::
+
+    config = HttpClientConfig(base_url="https://billing.internal", auth_strategy=BearerAuth("t"))
+    async with HttpClient(config) as billing:
+        response = await billing.get("/invoices/42")
+
+Every call sends ``X-Correlation-Id`` (the ``correlation_id=`` given, else the current request's or
+message's, else a new one) and ``X-Consumer-Id`` (``consumer_id``), and the W3C ``traceparent``
+(the OpenTelemetry httpx instrumentation, per client). It returns the final response whatever its
+status — a 503 that outlived its retries is a response, not an exception; transport errors that
+outlived theirs are raised, as :class:`CircuitOpenError` is when the target's breaker is open and
+:class:`DeadlineExceededError` when the call's deadline ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_before_delay,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from app.building_blocks.correlation import CORRELATION_ID_HEADER, get_correlation_id, new_correlation_id
+from app.building_blocks.infrastructure.http.breaker import BREAKERS, CircuitBreaker, CircuitBreakers
+from app.building_blocks.infrastructure.http.config import HttpClientConfig
+from app.building_blocks.infrastructure.http.errors import DeadlineExceededError
+from app.building_blocks.infrastructure.http.redaction import redact_url
+from app.building_blocks.infrastructure.http.retry import (
+    IDEMPOTENT_METHODS,
+    RETRYABLE_STATUSES,
+    NoRetry,
+    parse_retry_after,
+)
+
+logger = logging.getLogger("app.http")
+
+CONSUMER_ID_HEADER = "X-Consumer-Id"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
+class _HonourRetryAfter(wait_base):
+    """The policy's wait, unless the last answer said how long (``Retry-After``, capped)."""
+
+    def __init__(self, policy: wait_base, cap: float) -> None:
+        self.policy = policy
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        if outcome is not None and not outcome.failed:
+            told = parse_retry_after(outcome.result().headers.get("Retry-After"))
+            if told is not None:
+                return min(told, self.cap)
+        return float(self.policy(retry_state))
+
+
+class HttpClient:
+    def __init__(self, config: HttpClientConfig, *, breakers: CircuitBreakers = BREAKERS) -> None:
+        self.config = config
+        self.target = config.target
+        self.breaker: CircuitBreaker | None = (
+            breakers.get(self.target, config.circuit_breaker) if config.enable_circuit_breaker else None
+        )
+        self._client: httpx.AsyncClient | None = None
+        self._secrets = config.auth_strategy.secrets() if config.auth_strategy else ()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pooled httpx client, created on first use."""
+        if self._client is None:
+            config = self.config
+            client = httpx.AsyncClient(
+                base_url=config.base_url,
+                timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+                limits=httpx.Limits(
+                    max_connections=config.max_connections,
+                    max_keepalive_connections=config.max_keepalive_connections,
+                ),
+                headers=config.headers,
+                verify=config.verify_tls,
+                follow_redirects=False,
+            )
+            HTTPXClientInstrumentor.instrument_client(client)  # a CLIENT span and traceparent per attempt
+            self._client = client
+        return self._client
+
+    async def __aenter__(self) -> Self:
+        self.http  # noqa: B018 - opened here, closed on exit
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- calls ----------------------------------------------------------------------------------
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", url, **kwargs)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        correlation_id: str | None = None,
+        retry: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One call, with its retries. ``retry``: ``None`` retries idempotent methods (and any
+        call with an ``Idempotency-Key``), ``True`` any method, ``False`` none. Other arguments go
+        to ``httpx.AsyncClient.build_request`` (``json=``, ``params=``, ``content=``...)."""
+        method = method.upper()
+        sent = dict(headers or {})
+        sent.setdefault(CORRELATION_ID_HEADER, correlation_id or get_correlation_id() or new_correlation_id())
+        if self.config.consumer_id:
+            sent.setdefault(CONSUMER_ID_HEADER, self.config.consumer_id)
+        if retry is None:
+            retry = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in sent)
+        policy = self.config.retry_policy if retry else NoRetry()
+        deadline = self.config.deadline
+        started = time.monotonic()
+        attempts = 0
+
+        async def attempt() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(method, url, sent, kwargs, started)
+
+        stop: stop_base = stop_after_attempt(policy.max_retries + 1)
+        if deadline is not None:
+            stop = stop | stop_before_delay(deadline)
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=_HonourRetryAfter(policy.wait(), self.config.retry_after_cap),
+            retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(_retryable),
+            retry_error_callback=_last_outcome,
+            reraise=True,
+        )
+        try:
+            response: httpx.Response = await retrying(attempt)
+        except Exception as error:
+            self._log(method, url, None, started, attempts, error)
+            raise
+        self._log(method, url, response, started, attempts, None)
+        return response
+
+    async def _attempt(
+        self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any], started: float
+    ) -> httpx.Response:
+        if self.breaker is not None:
+            self.breaker.before_call()
+        request = self.http.build_request(method, url, headers=headers, **kwargs)
+        auth = self.config.auth_strategy
+        if auth is not None:
+            await auth.apply(request)
+        response = await self._send(request, started)
+        if response.status_code == 401 and auth is not None and await auth.refresh(request):
+            await response.aclose()
+            request = self.http.build_request(method, url, headers=headers, **kwargs)
+            await auth.apply(request)
+            response = await self._send(request, started)
+        return response
+
+    async def _send(self, request: httpx.Request, started: float) -> httpx.Response:
+        deadline = self.config.deadline
+        try:
+            if deadline is None:
+                response = await self.http.send(request)
+            else:
+                left = deadline - (time.monotonic() - started)
+                if left <= 0:
+                    raise DeadlineExceededError(f"{self.target}: the call's {deadline:g}s deadline ran out")
+                async with asyncio.timeout(left):
+                    response = await self.http.send(request)
+        except TimeoutError as error:
+            self._failed()
+            if isinstance(error, DeadlineExceededError):
+                raise
+            raise DeadlineExceededError(
+                f"{self.target}: the call's {deadline:g}s deadline ran out"
+            ) from error
+        except httpx.TransportError:
+            self._failed()
+            raise
+        if self.breaker is not None:
+            if response.status_code >= 500:
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()
+        return response
+
+    def _failed(self) -> None:
+        if self.breaker is not None:
+            self.breaker.record_failure()
+
+    def _log(
+        self,
+        method: str,
+        url: str,
+        response: httpx.Response | None,
+        started: float,
+        attempts: int,
+        error: BaseException | None,
+    ) -> None:
+        status = response.status_code if response is not None else None
+        failed = error is not None or (status is not None and status >= 500)
+        level = logging.WARNING if failed or attempts > 1 else logging.DEBUG
+        if not logger.isEnabledFor(level):
+            return
+        shown = redact_url(str(self.http.base_url.join(url)), self._secrets)
+        extra = {
+            "target": self.target,
+            "http_method": method,
+            "url": shown,
+            "status": status,
+            "attempts": attempts,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        if error is not None:
+            extra["error_type"] = type(error).__name__
+        outcome = status if status is not None else type(error).__name__
+        logger.log(level, "%s %s -> %s after %d attempt(s)", method, shown, outcome, attempts, extra=extra)
+
+
+def _retryable(response: httpx.Response) -> bool:
+    return response.status_code in RETRYABLE_STATUSES
+
+
+def _last_outcome(retry_state: RetryCallState) -> Any:
+    """Retries used up: the last answer is the call's answer (the last error is raised)."""
+    assert retry_state.outcome is not None
+    return retry_state.outcome.result()
