@@ -29,6 +29,7 @@ from app.building_blocks.infrastructure.cache.rate_limit import (
     RedisRateLimiter,
 )
 from app.building_blocks.infrastructure.cache.read_cache import CacheInvalidationHook, QueryCachingBehavior
+from app.building_blocks.infrastructure.http.external import ExternalApis
 from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.messaging.publishers import (
     create_event_publisher,
@@ -161,6 +162,12 @@ class Service:
     mediator: Mediator[Any]
     contexts: Sequence[BoundedContext]
     cache: ServiceCache
+    external_apis: ExternalApis
+
+    async def close(self) -> None:
+        """What the service opened beside its engine: HTTP clients, the cache's connections."""
+        await self.external_apis.close()
+        await self.cache.close()
 
 
 def build_service(
@@ -177,7 +184,8 @@ def build_service(
     mediator = build_mediator(engine, messaging, contexts, cache)
     if consumers:
         messaging.add_consumers(contexts, mediator, engine)
-    return Service(settings, engine, messaging, mediator, contexts, cache)
+    external_apis = ExternalApis.from_environment(consumer_id=settings.service_name)
+    return Service(settings, engine, messaging, mediator, contexts, cache, external_apis)
 
 
 def start_gauge_sampler(

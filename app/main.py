@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if sampler is not None:
                 await sampler
             await messaging.producer.stop()
-            await service.cache.close()
+            await service.close()
             await engine.dispose()
             flush_traces()
 

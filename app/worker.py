@@ -87,7 +87,7 @@ async def run_worker(settings: Settings, *, relay: bool = True, consumers: bool 
             await messaging.producer.stop()
         logger.info("worker stopped")
     finally:
-        await service.cache.close()
+        await service.close()
         await engine.dispose()
         flush_traces()
 

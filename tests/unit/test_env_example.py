@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from app.building_blocks.infrastructure.http.external import ExternalApiConfig
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
 from app.settings import DatabaseSettings, RedisSettings, Settings
 
@@ -52,9 +53,22 @@ def otel_variables() -> set[str]:
     return {value for module in (api, sdk) for value in vars(module).values() if isinstance(value, str)}
 
 
+EXTERNAL_API = re.compile(r"EXTERNAL_APIS__[A-Z0-9]+__([A-Z0-9_]+)")
+
+
 def test_env_example_matches_the_settings() -> None:
     documented = documented_variables() - TEST_ONLY
-    assert {name for name in documented if not name.startswith("OTEL_")} - GUNICORN == settings_variables()
+    external = {name for name in documented if EXTERNAL_API.fullmatch(name)}
+    own = {name for name in documented - external if not name.startswith("OTEL_")} - GUNICORN
+    assert own == settings_variables()
+
+
+def test_external_api_examples_name_real_fields() -> None:
+    """``EXTERNAL_APIS__<NAME>__<FIELD>``: every field shown exists, and every field is shown."""
+    shown = {
+        match.group(1).lower() for name in documented_variables() if (match := EXTERNAL_API.fullmatch(name))
+    }
+    assert shown == set(ExternalApiConfig.model_fields)
 
 
 def test_the_variables_others_read_exist() -> None:
