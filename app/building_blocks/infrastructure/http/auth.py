@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from app.building_blocks.infrastructure.http.errors import AuthUnavailableError
+
 
 class AuthStrategy(Protocol):
     async def apply(self, request: httpx.Request) -> None:
@@ -136,16 +138,24 @@ class OAuth2ClientCredentials:
         if self.audience:
             form["audience"] = self.audience
         self.token_requests += 1
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
-            response = await http.post(self.token_url, data=form, auth=(self.client_id, self._secret))
-        response.raise_for_status()
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as http:
+                response = await http.post(self.token_url, data=form, auth=(self.client_id, self._secret))
+        except httpx.TransportError as error:
+            raise AuthUnavailableError(
+                f"the token endpoint {self.token_url} did not answer: {error!r}"
+            ) from error
+        if response.status_code >= 500 or response.status_code == 429:
+            raise AuthUnavailableError(f"the token endpoint {self.token_url} answered {response.status_code}")
+        response.raise_for_status()  # 4xx: these credentials are refused (configuration, not an outage)
         body = response.json()
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise ValueError(f"the token endpoint {self.token_url} answered no access_token")
         lifetime = float(body.get("expires_in") or 300)
         self._token = token
-        self._expires_at = self._clock() + max(0.0, lifetime - self.skew)
+        # the skew at most half the lifetime: a short-lived token is still used, not refetched at once
+        self._expires_at = self._clock() + lifetime - min(self.skew, lifetime / 2)
 
     async def apply(self, request: httpx.Request) -> None:
         request.headers["Authorization"] = f"Bearer {await self.token()}"

@@ -52,19 +52,30 @@ class CircuitBreaker:
             return CircuitState.OPEN
         return CircuitState.HALF_OPEN
 
-    def before_call(self) -> None:
-        """Let the call through, or raise :class:`CircuitOpenError`."""
+    def before_call(self) -> float | None:
+        """Let the call through, or raise :class:`CircuitOpenError`. A half-open probe gets a
+        ticket for :meth:`release_probe`; any other call ``None``."""
         state = self.state
         if state is CircuitState.CLOSED:
-            return
+            return None
         if state is CircuitState.HALF_OPEN and self._probes < self.config.half_open_max_calls:
             self._probes += 1
-            return
+            return self._opened_at
         assert self._opened_at is not None
         left = self.config.open_seconds - (self.clock() - self._opened_at)
         raise CircuitOpenError(self.name, retry_after=max(left, 1.0))
 
-    def record_success(self) -> None:
+    def release_probe(self, ticket: float) -> None:
+        """A probe ended without an outcome (cancelled, or failed before reaching the target):
+        its place goes to the next caller. A no-op once its outcome was recorded."""
+        if self._opened_at == ticket and self._probes > 0:
+            self._probes -= 1
+
+    def record_success(self, probe: float | None = None) -> None:
+        """An answer: closes the breaker, unless it is open and this call was no probe of it (a
+        slow call begun before it opened says nothing of the target now)."""
+        if self._opened_at is not None and probe != self._opened_at:
+            return
         self.failures = 0
         self._opened_at = None
         self._probes = 0

@@ -21,11 +21,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import Span
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -54,6 +56,24 @@ logger = logging.getLogger("app.http")
 CONSUMER_ID_HEADER = "X-Consumer-Id"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 
+_call_secrets: ContextVar[tuple[str, ...]] = ContextVar("http_call_secrets", default=())
+
+
+class _RedactHttpxUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO (``HTTP Request: GET https://...``), user
+    info and query keys included: shown redacted like ours, with the calling client's secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
+            secrets = _call_secrets.get()
+            record.args = tuple(
+                redact_url(str(arg), secrets) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+_HTTPX_URLS = _RedactHttpxUrls()
+
 
 class _HonourRetryAfter(wait_base):
     """The policy's wait, unless the last answer said how long (``Retry-After``, capped)."""
@@ -80,6 +100,9 @@ class HttpClient:
         )
         self._client: httpx.AsyncClient | None = None
         self._secrets = config.auth_strategy.secrets() if config.auth_strategy else ()
+        httpx_logger = logging.getLogger("httpx")
+        if _HTTPX_URLS not in httpx_logger.filters:
+            httpx_logger.addFilter(_HTTPX_URLS)
 
     # --- lifecycle ------------------------------------------------------------------------------
     @property
@@ -98,9 +121,19 @@ class HttpClient:
                 verify=config.verify_tls,
                 follow_redirects=False,
             )
-            HTTPXClientInstrumentor.instrument_client(client)  # a CLIENT span and traceparent per attempt
+            # a CLIENT span and traceparent per attempt; the span's URL redacted as the logs' are
+            HTTPXClientInstrumentor.instrument_client(client, request_hook=self._redact_span_url)
             self._client = client
         return self._client
+
+    async def _redact_span_url(self, span: Span, request: Any) -> None:
+        """The span's URL as the logs show it: no user info, no secret query values."""
+        if span.is_recording():
+            shown = redact_url(str(request.url), self._secrets)
+            present = getattr(span, "attributes", None) or {}
+            for attribute in ("url.full", "http.url"):  # the stable convention's name, or the old
+                if attribute in present:
+                    span.set_attribute(attribute, shown)
 
     async def __aenter__(self) -> Self:
         self.http  # noqa: B018 - opened here, closed on exit
@@ -172,40 +205,47 @@ class HttpClient:
             retry_error_callback=_last_outcome,
             reraise=True,
         )
+        secrets = _call_secrets.set(self._secrets)
         try:
             response: httpx.Response = await retrying(attempt)
         except Exception as error:
             self._log(method, url, None, started, attempts, error)
             raise
+        finally:
+            _call_secrets.reset(secrets)
         self._log(method, url, response, started, attempts, None)
         return response
 
     async def _attempt(
         self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any], started: float
     ) -> httpx.Response:
-        if self.breaker is not None:
-            self.breaker.before_call()
-        request = self.http.build_request(method, url, headers=headers, **kwargs)
-        auth = self.config.auth_strategy
-        if auth is not None:
-            await auth.apply(request)
-        response = await self._send(request, started)
-        if response.status_code == 401 and auth is not None and await auth.refresh(request):
-            await response.aclose()
-            request = self.http.build_request(method, url, headers=headers, **kwargs)
-            await auth.apply(request)
-            response = await self._send(request, started)
-        return response
-
-    async def _send(self, request: httpx.Request, started: float) -> httpx.Response:
-        deadline = self.config.deadline
+        probe = self.breaker.before_call() if self.breaker is not None else None
         try:
-            if deadline is None:
+            request = self.http.build_request(method, url, headers=headers, **kwargs)
+            auth = self.config.auth_strategy
+            if auth is not None:
+                await auth.apply(request)
+            response = await self._send(request, started, probe)
+            if response.status_code == 401 and auth is not None and await auth.refresh(request):
+                await response.aclose()
+                request = self.http.build_request(method, url, headers=headers, **kwargs)
+                await auth.apply(request)
+                response = await self._send(request, started, probe)
+            return response
+        finally:
+            if probe is not None and self.breaker is not None:  # a probe cancelled or failed before
+                self.breaker.release_probe(probe)  # its answer must not hold the half-open slot
+
+    async def _send(self, request: httpx.Request, started: float, probe: float | None) -> httpx.Response:
+        deadline = self.config.deadline
+        left = None if deadline is None else deadline - (time.monotonic() - started)
+        # Spent before sending (a slow token fetch, say): not the target's fault, not its failure.
+        if left is not None and left <= 0:
+            raise DeadlineExceededError(f"{self.target}: the call's {deadline:g}s deadline ran out")
+        try:
+            if left is None:
                 response = await self.http.send(request)
             else:
-                left = deadline - (time.monotonic() - started)
-                if left <= 0:
-                    raise DeadlineExceededError(f"{self.target}: the call's {deadline:g}s deadline ran out")
                 async with asyncio.timeout(left):
                     response = await self.http.send(request)
         except TimeoutError as error:
@@ -222,7 +262,7 @@ class HttpClient:
             if response.status_code >= 500:
                 self.breaker.record_failure()
             else:
-                self.breaker.record_success()
+                self.breaker.record_success(probe)
         return response
 
     def _failed(self) -> None:
@@ -243,7 +283,14 @@ class HttpClient:
         level = logging.WARNING if failed or attempts > 1 else logging.DEBUG
         if not logger.isEnabledFor(level):
             return
-        shown = redact_url(str(self.http.base_url.join(url)), self._secrets)
+        sent: httpx.Request | None = response.request if response is not None else None
+        if sent is None and isinstance(error, httpx.RequestError):
+            try:
+                sent = error.request
+            except RuntimeError:  # raised before a request existed
+                sent = None
+        # the URL requested (its params and an API key among them), else the one asked for
+        shown = redact_url(str(sent.url if sent is not None else self.http.base_url.join(url)), self._secrets)
         extra = {
             "target": self.target,
             "http_method": method,

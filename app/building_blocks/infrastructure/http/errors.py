@@ -20,5 +20,9 @@ class CircuitOpenError(TemporarilyUnavailableError):
         self.target = target
 
 
+class AuthUnavailableError(TemporarilyUnavailableError):
+    """The credentials could not be had right now (the token endpoint down or failing): a 503."""
+
+
 class DeadlineExceededError(TimeoutError):
     """The call's overall deadline (across attempts and waits) ran out."""

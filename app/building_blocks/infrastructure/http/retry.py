@@ -39,7 +39,7 @@ class ExponentialBackoff(RetryPolicy):
 
     def wait(self) -> wait_base:
         return wait_exponential_jitter(
-            initial=self.base_delay,
+            multiplier=self.base_delay,
             max=self.max_delay,
             exp_base=2,
             jitter=self.base_delay if self.jitter else 0,
