@@ -8,8 +8,9 @@ parts, and nothing is built at import.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -29,17 +30,24 @@ from app.building_blocks.infrastructure.cache.rate_limit import (
     RedisRateLimiter,
 )
 from app.building_blocks.infrastructure.cache.read_cache import CacheInvalidationHook, QueryCachingBehavior
-from app.building_blocks.infrastructure.http.external import ExternalApis
+from app.building_blocks.infrastructure.http.auth import AuthChain, AuthStrategy
+from app.building_blocks.infrastructure.http.client import HttpClient
+from app.building_blocks.infrastructure.http.external import ExternalApiConfig, ExternalApis
 from app.building_blocks.infrastructure.messaging.outbox_gauges import sample_outbox
 from app.building_blocks.infrastructure.messaging.publishers import (
     create_event_publisher,
     create_integration_event_mediator,
 )
+from app.building_blocks.infrastructure.messaging.subscriptions import Subscription
 from app.building_blocks.infrastructure.persistence.database import create_engine, create_session_factory
+from app.building_blocks.infrastructure.webhooks.delivery import WebhookDelivery, event_types
+from app.building_blocks.infrastructure.webhooks.signing import WebhookSigning
 from app.building_blocks.observability.runtime import sample_runtime
 from app.contexts import CONTEXTS
 from app.messaging import Messaging, build_messaging
 from app.settings import Settings
+
+logger = logging.getLogger("app")
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -182,10 +190,39 @@ def build_service(
     messaging = build_messaging(settings, engine, contexts, relay=relay)
     cache = build_cache(settings)
     mediator = build_mediator(engine, messaging, contexts, cache)
-    if consumers:
-        messaging.add_consumers(contexts, mediator, engine)
     external_apis = ExternalApis.from_environment(consumer_id=settings.service_name)
+    if consumers:
+        webhooks = build_webhooks(settings, external_apis, contexts)
+        messaging.add_consumers(contexts, mediator, engine, extra=[webhooks] if webhooks else [])
     return Service(settings, engine, messaging, mediator, contexts, cache, external_apis)
+
+
+WEBHOOK_CONSUMER = "webhooks"
+
+
+def build_webhooks(
+    settings: Settings, external_apis: ExternalApis, contexts: Sequence[BoundedContext]
+) -> Subscription | None:
+    """With ``WEBHOOK_URL``: a consumer of every aggregate's events that POSTs them there,
+    signed, through a client configured as ``EXTERNAL_APIS__WEBHOOKS__*`` (timeouts, retries,
+    breaker, and any credentials the endpoint wants besides the signature)."""
+    webhooks = settings.webhooks
+    if not webhooks.url:
+        return None
+    api = external_apis.apis.get(WEBHOOK_CONSUMER) or ExternalApiConfig(base_url=webhooks.url)
+    config = api.client_config(WEBHOOK_CONSUMER, consumer_id=settings.service_name)
+    strategies: list[AuthStrategy] = [config.auth_strategy] if config.auth_strategy else []
+    if webhooks.secret is not None:
+        strategies.append(WebhookSigning(webhooks.secret.get_secret_value()))  # last: it signs
+    else:
+        logger.warning("WEBHOOK_SECRET is not set: webhooks go out unsigned (development only)")
+    config = replace(config, base_url="", auth_strategy=AuthChain(*strategies) if strategies else None)
+    client = external_apis.adopt(WEBHOOK_CONSUMER, HttpClient(config))
+    delivery = WebhookDelivery(
+        client, webhooks.url, events=event_types(webhooks.events), max_age=webhooks.max_age
+    )
+    aggregates = [aggregate for context in contexts for aggregate in context.aggregates]
+    return Subscription(WEBHOOK_CONSUMER, delivery, aggregates=aggregates)
 
 
 def start_gauge_sampler(

@@ -22,6 +22,7 @@ from app.building_blocks.infrastructure.messaging.kafka import KafkaMessageProdu
 from app.building_blocks.infrastructure.messaging.mapper import IntegrationEventMapper
 from app.building_blocks.infrastructure.messaging.outbox import OutboxWriter
 from app.building_blocks.infrastructure.messaging.relay import OutboxRelay
+from app.building_blocks.infrastructure.messaging.subscriptions import Subscription
 from app.building_blocks.infrastructure.messaging.topics import TopicRouter
 from app.building_blocks.infrastructure.messaging.transport import (
     InProcessBroker,
@@ -55,37 +56,42 @@ class Messaging:
         return [self.outbox] if self.outbox is not None else []
 
     def add_consumers(
-        self, contexts: Sequence[BoundedContext], mediator: Mediator[Any], engine: AsyncEngine
+        self,
+        contexts: Sequence[BoundedContext],
+        mediator: Mediator[Any],
+        engine: AsyncEngine,
+        extra: Sequence[Subscription] = (),
     ) -> None:
-        """One inbox consumer per subscription, in group ``<KAFKA_CONSUMER_GROUP>.<name>``.
+        """One inbox consumer per subscription (every context's, then ``extra``: the service's
+        own, such as the webhooks), in group ``<KAFKA_CONSUMER_GROUP>.<name>``.
 
         The topics they read are provisioned with their dead-letter topics; another service's
         topic is left to that service (a consumer waits for it to appear).
         """
         kafka = self.settings.kafka
         sessions = create_session_factory(engine)
-        for context in contexts:
-            for subscription in context.subscriptions:
-                own = [self.topics.topic_for_aggregate(aggregate) for aggregate in subscription.aggregates]
-                topic_names = [*own, *subscription.topics]
-                self._provision([*own, *(kafka.dlq_topic(topic) for topic in topic_names)])
-                group = kafka.group(subscription.name)
-                source: MessageSource
-                if self.broker is not None:
-                    source = self.broker.source(group, topic_names)
-                else:
-                    source = KafkaMessageSource(kafka, group, topic_names)
-                self.consumers.append(
-                    InboxConsumer(
-                        name=subscription.name,
-                        source=source,
-                        handler=subscription.bind(mediator),
-                        sessions=sessions,
-                        dead_letters=self.producer,
-                        config=kafka,
-                        shutdown_grace=self.settings.outbox.shutdown_grace,
-                    )
+        subscriptions = [*(s for context in contexts for s in context.subscriptions), *extra]
+        for subscription in subscriptions:
+            own = [self.topics.topic_for_aggregate(aggregate) for aggregate in subscription.aggregates]
+            topic_names = [*own, *subscription.topics]
+            self._provision([*own, *(kafka.dlq_topic(topic) for topic in topic_names)])
+            group = kafka.group(subscription.name)
+            source: MessageSource
+            if self.broker is not None:
+                source = self.broker.source(group, topic_names)
+            else:
+                source = KafkaMessageSource(kafka, group, topic_names)
+            self.consumers.append(
+                InboxConsumer(
+                    name=subscription.name,
+                    source=source,
+                    handler=subscription.bind(mediator),
+                    sessions=sessions,
+                    dead_letters=self.producer,
+                    config=kafka,
+                    shutdown_grace=self.settings.outbox.shutdown_grace,
                 )
+            )
 
     def _provision(self, topic_names: Iterable[str]) -> None:
         self.topic_names.extend(name for name in topic_names if name not in self.topic_names)

@@ -9,12 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.building_blocks.infrastructure.cache.rate_limit import RateLimit
 from app.building_blocks.infrastructure.garbage_collection import DEFAULT_THRESHOLD
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
+from app.building_blocks.infrastructure.webhooks.signing import check_secret
 from app.building_blocks.observability.config import ObservabilityConfig
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/app.db"
@@ -77,6 +78,35 @@ class RedisSettings(BaseSettings):
     retry_after: float = Field(
         default=1.0, gt=0, description="seconds the service leaves a failed Redis alone before trying again"
     )
+
+
+class WebhookSettings(BaseSettings):
+    """``WEBHOOK_URL`` set: every integration event the service publishes is POSTed there,
+    signed (docs/WEBHOOKS.md). The client's timeouts, retries and any auth of its own come from
+    ``EXTERNAL_APIS__WEBHOOKS__*`` (its base URL is this one)."""
+
+    model_config = _config("WEBHOOK_")
+
+    url: str | None = Field(default=None, description="the endpoint; unset: no webhooks")
+    secret: SecretStr | None = Field(
+        default=None, description="whsec_ + base64 of 24-64 random bytes; required outside development"
+    )
+    events: str | None = Field(
+        default=None,
+        description="comma-separated event types to send (users.user_registered, ...); unset: all",
+    )
+    max_age: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="seconds an undelivered event is retried before it is dead-lettered",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value())
+        return value
 
 
 class Settings(BaseSettings):
@@ -143,6 +173,7 @@ class Settings(BaseSettings):
     )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
@@ -176,6 +207,8 @@ class Settings(BaseSettings):
     def _safe_outside_development(self) -> Self:
         if self.environment == "production" and self.include_stack_trace:
             raise ValueError("INCLUDE_STACK_TRACE must be false when ENVIRONMENT=production")
+        if self.webhooks.url and self.webhooks.secret is None and self.environment != "development":
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (whsec_...) outside development")
         if self.environment == "production" and not self.kafka.enable_outbox:
             raise ValueError("KAFKA_ENABLE_OUTBOX=false loses events on a crash; not in production")
         if self.kafka.service_name != self.service_name:  # KafkaConfig reads SERVICE_NAME too

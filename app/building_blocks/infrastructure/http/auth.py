@@ -169,3 +169,22 @@ class OAuth2ClientCredentials:
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(value for value in (self._secret, self._token) if value)
+
+
+class AuthChain:
+    """Several strategies on one request, in order: an API's own credentials and a webhook's
+    signature (which must come last: it signs what the others left)."""
+
+    def __init__(self, *strategies: AuthStrategy) -> None:
+        self.strategies = strategies
+
+    async def apply(self, request: httpx.Request) -> None:
+        for strategy in self.strategies:
+            await strategy.apply(request)
+
+    async def refresh(self, rejected: httpx.Request) -> bool:
+        refreshed = [await strategy.refresh(rejected) for strategy in self.strategies]
+        return any(refreshed)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(secret for strategy in self.strategies for secret in strategy.secrets())

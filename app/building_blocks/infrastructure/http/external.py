@@ -154,6 +154,11 @@ class ExternalApis:
             client = self._clients[key] = HttpClient(api.client_config(key, consumer_id=self.consumer_id))
         return client
 
+    def adopt(self, name: str, client: HttpClient) -> HttpClient:
+        """Keep a client built elsewhere (the webhooks') under ``name``: shared and closed like ours."""
+        self._clients[name.lower()] = client
+        return client
+
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:

@@ -12,6 +12,8 @@ For each message, in partition order:
    - **an outage** (the consumer's own database is down, locked or out of connections): keep
      the message, pause the source and retry it with backoff capped at ``retry_max_backoff_ms``
      for as long as the outage lasts. It never counts as an attempt and is never dead-lettered;
+   - **refused** (the handler raised ``MessageRefusedError``: retrying cannot help, as when a
+     webhook endpoint answers 400): dead-lettered at once, with the handler's headers;
 
 3. commit the offset after the messages that were handled or dead-lettered, never past one that
    was not. If even the dead-letter topic cannot be written, consumption stops and restarts
@@ -87,6 +89,7 @@ def dead_letter(
             "dlq_attempts": str(attempts),
             "dlq_consumer": consumer,
             "dlq_failed_at": datetime.now(UTC).isoformat(),
+            **getattr(error, "dlq_headers", {}),
         }
     )
     return OutgoingMessage(topic=topic, key=message.key or "", value=message.value, headers=headers)
@@ -219,7 +222,11 @@ class InboxConsumer:
                 try:
                     fresh = await self._handle_once(message, message_id)
                 except Exception as failure:
-                    if self._kind(failure) is FailureKind.OUTAGE:
+                    kind = self._kind(failure)
+                    if kind is FailureKind.REFUSED:
+                        self._outage_over()
+                        return await self._dead_letter(message, failure, attempts + 1, stop)
+                    if kind is FailureKind.OUTAGE:
                         CONSUMER_RETRIES.labels(self.name, message.topic, "outage").inc()
                         delay = self._outage_continues(message, failure)
                     else:

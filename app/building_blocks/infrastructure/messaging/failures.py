@@ -38,10 +38,22 @@ class FailureKind(Enum):
     """The message cannot be handled: retry it a few times, then dead-letter it."""
     OUTAGE = "outage"
     """A dependency is unavailable: keep the message and retry it until the outage ends."""
+    REFUSED = "refused"
+    """The message was judged and turned down for good: dead-letter it now, without retries."""
+
+
+class MessageRefusedError(Exception):
+    """Raised by a handler when retrying cannot help: a webhook endpoint answered 400, an event
+    outlived its delivery window. ``dlq_headers`` are added to the dead letter's headers."""
+
+    def __init__(self, message: str, *, dlq_headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.dlq_headers = dict(dlq_headers or {})
 
 
 def classify_failure(error: BaseException) -> FailureKind:
-    """``OUTAGE`` for an unavailable database or transport, ``POISON`` for anything else.
+    """``REFUSED`` for :class:`MessageRefusedError`, ``OUTAGE`` for an unavailable database or
+    transport, ``POISON`` for anything else.
 
     Outages: ``TemporarilyUnavailableError`` (what the engine's error listener makes of lock and
     statement timeouts, lost connections, busy SQLite...), any driver error that
@@ -51,6 +63,8 @@ def classify_failure(error: BaseException) -> FailureKind:
     Poison: everything else, such as undecodable or invalid payloads, domain errors, handler bugs,
     values the database refuses (SQLSTATE class 22) and constraint violations.
     """
+    if isinstance(error, MessageRefusedError):
+        return FailureKind.REFUSED
     cause: BaseException | None = error
     for _ in range(_MAX_CAUSES):
         if cause is None:
