@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings
 
 from app.building_blocks.infrastructure.http.external import ExternalApiConfig
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
-from app.settings import DatabaseSettings, RedisSettings, Settings
+from app.settings import DatabaseSettings, RedisSettings, Settings, WebhookSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_ONLY = {"REQUIRE_SERVICES", "TEST_DATABASE_URL", "BASE_URL"}
@@ -26,7 +26,7 @@ GUNICORN = {
 
 def settings_variables() -> set[str]:
     names: set[str] = set()
-    for model in (Settings, DatabaseSettings, RedisSettings, KafkaConfig, OutboxConfig):
+    for model in (Settings, DatabaseSettings, RedisSettings, WebhookSettings, KafkaConfig, OutboxConfig):
         prefix = str(model.model_config.get("env_prefix", ""))
         for name, field in model.model_fields.items():
             annotation = field.annotation
