@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install run restart build test test-unit test-integration test-e2e services format lint \
         clean lock migrate docker-build docker-deploy docker-stop obs-up obs-down obs-status \
-        run-with-obs obs-all bench bench-api bench-cache bench-obs worker services-down
+        run-with-obs obs-all bench bench-api bench-cache bench-webhooks bench-obs worker services-down
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-api: install services ## Measure the API with wrk: req/s, p50/p99, CPU per
 
 bench-cache: install services ## Measure what the Redis read cache buys a GET: cached vs uncached, CPU per request
 	$(BIN)/python -m bench.cache_throughput
+
+bench-webhooks: install ## Measure webhook deliveries/s to a local receiver vs a bare httpx loop, CPU per delivery
+	$(BIN)/python -m bench.webhook_throughput
 
 bench-obs: install services ## Measure what observability costs a read: fully on (100 % sampled, exported) vs off
 	@scripts/jaeger.sh up >/dev/null || { echo "make: bench-obs exports to Jaeger (scripts/jaeger.sh up) and it did not start" >&2; exit 1; }

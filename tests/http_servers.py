@@ -172,11 +172,12 @@ class ScriptedServer:
         return f"{self.url}{path}"
 
     # --- lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, port: int = 0) -> None:
+        """Listen on ``port`` (0: one the OS picks)."""
         self._stopping.clear()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self._socket = sock
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
@@ -203,6 +204,11 @@ class ScriptedServer:
             self._server.should_exit = True
             await asyncio.wait_for(self._task, timeout=5)
         self._server = self._task = None
+
+    async def start_again(self) -> None:
+        """Listen again on the port of before :meth:`stop` (an endpoint back from an outage:
+        while stopped, connecting to it is refused). Scripts and requests received are kept."""
+        await self.start(port=self.port)
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from app.building_blocks.infrastructure.cache import RedisClient, RedisConfig
 from app.building_blocks.infrastructure.messaging.config import OutboxConfig
-from bench import api_throughput, cache_throughput
+from bench import api_throughput, cache_throughput, webhook_throughput
 from bench.relay_throughput import (
     amain,
     database_exists,
@@ -313,3 +313,54 @@ async def test_the_cache_benchmark_without_redis_says_so_and_fails(
     )
     assert code != 0
     assert "Redis is not reachable" in capsys.readouterr().err
+
+
+# --- bench/webhook_throughput.py --------------------------------------------------------------------
+
+WEBHOOK_SUMMARY_NUMBERS = [
+    *(
+        f"{sender}_{figure}"
+        for sender in ("kit", "bare")
+        for figure in ("dps", "cpu_ms_per_delivery", "receiver_cpu_ms_per_delivery")
+    ),
+    "ratio",
+    "ratios",
+    "messages",
+    "lanes",
+    "rounds",
+    "received",
+]
+
+
+async def test_the_webhook_benchmark_measures_both_senders_and_exits_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = await webhook_throughput.amain(["--messages", "20", "--warmup", "5", "--rounds", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "receiver stopped" in captured.out
+    assert "--- summary ---" in captured.out
+    summary = dict(
+        line.split("=", 1) for line in captured.out.split("--- summary ---", 1)[1].splitlines() if "=" in line
+    )
+    for key in WEBHOOK_SUMMARY_NUMBERS:
+        assert float(summary[key]) > 0, key  # present, a number, and measured
+    # two checked deliveries, then warm-up + measured deliveries of each sender, all counted
+    assert summary["received"] == str(2 + 2 * (5 + 20))
+    assert summary["target"].startswith(("PASS", "MISS"))
+
+
+async def test_the_webhook_benchmark_runs_concurrent_lanes() -> None:
+    options = webhook_throughput.parse_args(
+        ["--messages", "16", "--warmup", "0", "--rounds", "2", "--lanes", "4"]
+    )
+    report = await webhook_throughput.run_benchmark(options)
+    assert [(run.round, run.sender) for run in report.runs] == [
+        (1, "kit"),
+        (1, "bare"),
+        (2, "bare"),
+        (2, "kit"),
+    ]
+    assert all(run.deliveries == 16 and run.dps > 0 and run.cpu > 0 for run in report.runs)
+    assert len(report.ratios()) == 2
+    assert report.received == 2 + 4 * 16

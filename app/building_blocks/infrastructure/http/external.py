@@ -52,7 +52,11 @@ class ExternalApiConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str
+    base_url: str = Field(
+        default="",
+        description="required, except for the webhooks' client (whose URL is WEBHOOK_URL): checked "
+        "when the client is first asked for",
+    )
     auth: AuthKind = "none"
     token: SecretStr | None = None
     username: str | None = None
@@ -151,6 +155,8 @@ class ExternalApis:
                 raise KeyError(
                     f"no external API {name!r} is configured (EXTERNAL_APIS__...; configured: {known})"
                 )
+            if not api.base_url:
+                raise ValueError(f"EXTERNAL_APIS__{key.upper()}__BASE_URL is not set")
             client = self._clients[key] = HttpClient(api.client_config(key, consumer_id=self.consumer_id))
         return client
 
