@@ -207,3 +207,18 @@ def test_a_fork_extends_the_classification_by_wrapping_it() -> None:
     assert classify(CircuitOpenError()) is OUTAGE
     assert classify(OUTAGES["lock timeout"]) is OUTAGE
     assert classify(POISONS["handler bug"]) is POISON
+
+
+def test_a_refusal_is_neither_poison_nor_outage() -> None:
+    """``MessageRefusedError``: dead-lettered at once (a webhook's 400), even when raised from an
+    outage (an event that outlived its window while the endpoint was down)."""
+    from app.building_blocks.infrastructure.http.errors import CircuitOpenError
+    from app.building_blocks.infrastructure.messaging.failures import MessageRefusedError
+
+    refused = MessageRefusedError("400", dlq_headers={"dlq_http_status": "400"})
+    assert classify_failure(refused) is FailureKind.REFUSED
+    try:
+        raise refused from CircuitOpenError("webhooks", 30)
+    except MessageRefusedError as raised:
+        assert classify_failure(raised) is FailureKind.REFUSED
+    assert classify_failure(CircuitOpenError("webhooks", 30)) is OUTAGE  # an open breaker pauses
