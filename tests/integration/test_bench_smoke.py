@@ -344,7 +344,9 @@ async def test_the_webhook_benchmark_measures_both_senders_and_exits_0(
         line.split("=", 1) for line in captured.out.split("--- summary ---", 1)[1].splitlines() if "=" in line
     )
     for key in WEBHOOK_SUMMARY_NUMBERS:
-        assert float(summary[key]) > 0, key  # present, a number, and measured
+        assert float(summary[key]) >= 0, key  # present, and a number
+    for key in ("kit_dps", "bare_dps", "kit_cpu_ms_per_delivery", "bare_cpu_ms_per_delivery", "ratio"):
+        assert float(summary[key]) > 0, key  # measured (the receiver's CPU is read in clock ticks: may be 0)
     # two checked deliveries, then warm-up + measured deliveries of each sender, all counted
     assert summary["received"] == str(2 + 2 * (5 + 20))
     assert summary["target"].startswith(("PASS", "MISS"))
