@@ -137,6 +137,10 @@ MEDIATOR_DURATION = "app_mediator_request_duration_seconds"
 CONSUMER_MESSAGES = "app_consumer_messages_total"
 CLIENT_ERROR = 'status=~"4.."'
 SERVER_ERROR = 'status=~"5.."'
+CALLS = "app_http_client_requests_total"
+CALL_DURATION = "app_http_client_request_duration_seconds"
+CIRCUIT_OPEN = "app_http_client_circuit_open"
+WEBHOOKS = 'consumer="webhooks"'
 HANDLED = 'outcome="handled"'
 DUPLICATE = 'outcome="duplicate"'
 DEAD_LETTERED = 'outcome="dead_lettered"'
@@ -372,6 +376,7 @@ def mediator() -> Dashboard:
 
 def messaging() -> Dashboard:
     dead_lettered = sel(CONSUMER_MESSAGES, DEAD_LETTERED)
+    failing_calls = rate(CALLS, 'outcome=~"5xx|error"')
     return Dashboard(
         uid=f"{SERVICE_NAME}-messaging",
         slug="messaging",
@@ -538,6 +543,67 @@ def messaging() -> Dashboard:
                             "{{consumer}} {{topic}}",
                         ),
                         width=24,
+                    ),
+                ),
+            ),
+            Row(
+                "Webhooks and calls to other services",
+                (
+                    stat(
+                        "Open circuits",
+                        "Targets whose circuit breaker keeps calls from them now (open or half-open).",
+                        Query(f"sum({sel(CIRCUIT_OPEN)})"),
+                        thresholds=((1, "red"),),
+                    ),
+                    stat(
+                        "Calls failing",
+                        "Attempts that got a 5xx or no answer, per second, every target.",
+                        Query(f"sum({failing_calls})"),
+                        unit="ops",
+                        thresholds=((0.1, "yellow"),),
+                    ),
+                    stat(
+                        "Call p99",
+                        "99th percentile of a call's time, retries and waits included, every target.",
+                        Query(quantile(0.99, CALL_DURATION)),
+                        unit="s",
+                    ),
+                    stat(
+                        "Webhooks dead-lettered",
+                        "Events the webhook endpoint refused (4xx) or did not take within WEBHOOK_MAX_AGE, "
+                        "over the dashboard's range.",
+                        Query(f"sum(increase({sel(CONSUMER_MESSAGES, WEBHOOKS, DEAD_LETTERED)}[$__range]))"),
+                        thresholds=((1, "red"),),
+                    ),
+                    ts(
+                        "Calls by target and outcome",
+                        "Attempts per second: 2xx..5xx, error (no answer: refused, reset, timed out), "
+                        "circuit_open (not sent: the target's breaker was open).",
+                        Query(f"sum by (target, outcome) ({rate(CALLS)})", "{{target}} {{outcome}}"),
+                        unit="ops",
+                    ),
+                    ts(
+                        "Call duration by target",
+                        "p50 and p99 of a call, retries and their waits included.",
+                        Query(quantile(0.5, CALL_DURATION, "target"), "p50 {{target}}"),
+                        Query(quantile(0.99, CALL_DURATION, "target"), "p99 {{target}}"),
+                        unit="s",
+                    ),
+                    ts(
+                        "Circuit open by target",
+                        "1 while a target's breaker keeps calls from it.",
+                        Query(f"max by (target) ({sel(CIRCUIT_OPEN)})", "{{target}}"),
+                        max=1,
+                    ),
+                    ts(
+                        "Webhook deliveries",
+                        "Events the webhook consumer delivered (handled), skipped as duplicates or "
+                        "dead-lettered, per second.",
+                        Query(
+                            f"sum by (outcome) ({rate(CONSUMER_MESSAGES, WEBHOOKS)})",
+                            "{{outcome}}",
+                        ),
+                        unit="ops",
                     ),
                 ),
             ),

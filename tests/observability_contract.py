@@ -59,7 +59,7 @@ def _labels(**values: tuple[str, ...]) -> MappingProxyType[str, tuple[str, ...]]
 _NONE = _labels()
 _HANDLERS = ("/api/v1/users", "/api/v1/users/{user_id}", "none")
 _REQUEST_TYPES = ("RegisterUser", "GetUser")  # the request class names (app/users/application)
-_CONSUMERS = ("users.activity-log", "users.welcome-webhook")  # the second one: an example
+_CONSUMERS = ("users.activity-log", "webhooks")
 
 SERIES: tuple[Series, ...] = (
     # HTTP (API only; HttpMetricsMiddleware)
@@ -147,6 +147,19 @@ SERIES: tuple[Series, ...] = (
         _labels(limit=("registrations",), decision=("allowed", "limited", "failed_open")),
         (API,),
     ),
+    # Calls to other services (HttpClient): the worker's webhooks
+    Series(
+        "app_http_client_requests_total",
+        "counter",
+        _labels(
+            target=("webhooks",),
+            method=("POST",),
+            outcome=("2xx", "3xx", "4xx", "5xx", "error", "circuit_open"),
+        ),
+        (WORKER,),
+    ),
+    Series("app_http_client_request_duration_seconds", "histogram", _labels(target=("webhooks",)), (WORKER,)),
+    Series("app_http_client_circuit_open", "gauge", _labels(target=("webhooks",)), (WORKER,)),
     # Runtime of the worker (one process): prometheus_client's default collectors
     Series("process_cpu_seconds_total", "counter", _NONE, (WORKER,)),
     Series("process_resident_memory_bytes", "gauge", _NONE, (WORKER,)),

@@ -183,6 +183,29 @@ RATE_LIMIT_DECISIONS = Counter(
     namespace=NAMESPACE,
 )
 
+# --- Calls to other services (HttpClient: the webhooks, external APIs) -----------------------------
+HTTP_CLIENT_REQUESTS = Counter(
+    "http_client_requests",
+    "Attempts to call another service, by target, method and outcome (2xx, 3xx, 4xx, 5xx, error: no "
+    "answer, circuit_open: not sent).",
+    ["target", "method", "outcome"],
+    namespace=NAMESPACE,
+)
+HTTP_CLIENT_DURATION = Histogram(
+    "http_client_request_duration_seconds",
+    "Time of one call to another service, its retries and their waits included, by target.",
+    ["target"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_CLIENT_CIRCUIT_OPEN = Gauge(
+    "http_client_circuit_open",
+    "1 while the target's circuit breaker keeps calls from it (open or half-open), else 0.",
+    ["target"],
+    namespace=NAMESPACE,
+    multiprocess_mode="livemax",
+)
+
 INFO = Gauge(
     "info",
     "1, labelled with the service and its version.",

@@ -13,12 +13,15 @@ selects what this load cannot produce without breaking the service (listed with 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +202,46 @@ def wait_until(http: httpx.Client, url: str, expr: str, what: str, timeout: floa
         time.sleep(0.5)
 
 
+class _WebhookEndpoint(BaseHTTPRequestHandler):
+    """The worker's webhook endpoint: the first POST gets a 503 (retried), the third a 400 (the
+    event is dead-lettered), every other a 204 — each outcome the dashboards show."""
+
+    posts = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.lock:
+            type(self).posts += 1
+            number = type(self).posts
+        status = {1: 503, 3: 400}.get(number, 204)
+        self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", "0")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def webhook_endpoint() -> Iterator[str]:
+    """A real HTTP endpoint for the worker's webhooks, on a free port, in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WebhookEndpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_every_dashboard_and_rule_expression_runs_against_the_scraped_service(
     prometheus_tools: None,
     gunicorn_api: str,
+    webhook_endpoint: str,
     database: str,
     bootstrap: str,
     topic: str,
@@ -210,7 +250,13 @@ def test_every_dashboard_and_rule_expression_runs_against_the_scraped_service(
 ) -> None:
     metrics_port, prometheus_port = free_port(), free_port()
     settings = settings_for(database, bootstrap, topic)
-    worker_env = {"WORKER_METRICS_PORT": str(metrics_port), "METRICS_SAMPLE_INTERVAL": "1"}
+    worker_env = {
+        "WORKER_METRICS_PORT": str(metrics_port),
+        "METRICS_SAMPLE_INTERVAL": "1",
+        "WEBHOOK_URL": webhook_endpoint,
+        "WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(32))).decode(),
+        "EXTERNAL_APIS__WEBHOOKS__RETRY_BASE_DELAY": "0.05",
+    }
     config = tmp_path / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(scrape_config(gunicorn_api, f"127.0.0.1:{metrics_port}", prometheus_port))
@@ -231,6 +277,12 @@ def test_every_dashboard_and_rule_expression_runs_against_the_scraped_service(
             asyncio.run(redeliver_one(bootstrap, topic))
             for outcome in ("duplicate", "dead_lettered"):
                 wait_until(http, url, f'app_consumer_messages_total{{outcome="{outcome}"}} > 0', outcome)
+            wait_until(
+                http,
+                url,
+                'app_consumer_messages_total{consumer="webhooks", outcome="dead_lettered"} > 0',
+                "a refused webhook",
+            )
             wait_until(
                 http, url, 'count(app_process_resident_memory_bytes{job="api"}) == 2', "both gunicorn workers"
             )

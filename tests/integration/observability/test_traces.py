@@ -148,3 +148,36 @@ async def test_a_cached_read_shows_its_redis_call_and_no_sql(
     assert "EVALSHA" in {span.name for span in miss}  # the guarded fill
     assert not [span for span in hit if span.attributes and span.attributes.get("db.system") == "postgresql"]
     assert "EVALSHA" not in {span.name for span in hit}
+
+
+async def test_an_outbound_call_is_a_client_span_of_its_caller_with_no_secret_in_its_url(
+    spans: InMemorySpanExporter,
+) -> None:
+    """With spans recorded, HttpClient is instrumented: each attempt a CLIENT span under the
+    caller's, its traceparent sent, its URL shown as the logs show it (secret values redacted)."""
+    from opentelemetry import trace
+
+    from app.building_blocks.infrastructure.http import (
+        ApiKeyAuth,
+        CircuitBreakers,
+        HttpClient,
+        HttpClientConfig,
+    )
+    from tests.http_servers import Reply, ScriptedServer
+
+    async with ScriptedServer() as server:
+        server.reply("/partner", Reply(503), Reply(200))
+        config = HttpClientConfig(base_url=server.url, auth_strategy=ApiKeyAuth("k-SECRET", query_param="k"))
+        with trace.get_tracer("test").start_as_current_span("handling") as parent:
+            async with HttpClient(config, breakers=CircuitBreakers()) as client:
+                assert (await client.get("/partner", params={"page": 2})).status_code == 200
+        received = server.received("/partner")
+    trace_id = parent.get_span_context().trace_id
+    calls = [span for span in spans_of(spans, trace_id) if span.kind is SpanKind.CLIENT]
+    assert len(calls) == 2  # one per attempt
+    assert all(parent_of(span) == parent.get_span_context().span_id for span in calls)
+    for span, request in zip(calls, received, strict=True):
+        assert request.headers["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
+        urls = [value for key, value in (span.attributes or {}).items() if key in ("url.full", "http.url")]
+        assert urls
+        assert all("k-SECRET" not in str(url) and "page=2" in str(url) for url in urls)
