@@ -222,7 +222,9 @@ def build_webhooks(
         client, webhooks.url, events=event_types(webhooks.events), max_age=webhooks.max_age
     )
     aggregates = [aggregate for context in contexts for aggregate in context.aggregates]
-    return Subscription(WEBHOOK_CONSUMER, delivery, aggregates=aggregates)
+    # A new group starts at the topics' end: switching webhooks on sends what happens from then,
+    # not the service's whole history (a group that has committed resumes where it was).
+    return Subscription(WEBHOOK_CONSUMER, delivery, aggregates=aggregates, start_at="latest")
 
 
 def start_gauge_sampler(

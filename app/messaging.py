@@ -80,7 +80,7 @@ class Messaging:
             if self.broker is not None:
                 source = self.broker.source(group, topic_names)
             else:
-                source = KafkaMessageSource(kafka, group, topic_names)
+                source = KafkaMessageSource(kafka, group, topic_names, start_at=subscription.start_at)
             self.consumers.append(
                 InboxConsumer(
                     name=subscription.name,

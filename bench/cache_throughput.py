@@ -18,7 +18,7 @@ One run, against a fresh PostgreSQL database (created, migrated, dropped, as in
    the **uncached** one ``CACHE_TTL=0`` (no read cache: every GET reads PostgreSQL).
 2. **Seed** ``--users`` (1,000) users into the ``users`` table. **Check** before measuring: a GET
    on the uncached server leaves no entry in Redis; a GET on the cached server leaves
-   ``<prefix>user:<id>``; that id's body and ETag are the same from the cached server's miss, its
+   ``<prefix>reads:user:<id>``; that id's body and ETag are the same from the cached server's miss, its
    hit and the uncached server (a difference fails the run).
 3. **Warm**: every seeded id is GET once on both servers (the same work on each); every id's entry
    must then be in Redis, so the wrk runs, which rotate over exactly these ids, only hit.
@@ -92,7 +92,7 @@ LOOKUP_RESULTS = {"hit": "cache_hits", "miss": "cache_misses", "bypassed": "cach
 
 def entry_key(user_id: str) -> str:
     """The read cache's key of a user, without the prefix (``aggregate_cache_key(User, id)``)."""
-    return f"user:{user_id}"
+    return f"reads:user:{user_id}"
 
 
 @dataclass

@@ -5,9 +5,10 @@ absent or ``None``: not limited). The client is its address as the server sees i
 (``request.client``); behind a proxy, let the server resolve ``X-Forwarded-For`` from trusted
 proxies only (uvicorn's and gunicorn's ``--forwarded-allow-ips``), never trust it here.
 
-Every answer carries the IETF ``RateLimit-Policy`` and ``RateLimit`` fields
+A success and a 429 carry the IETF ``RateLimit-Policy`` and ``RateLimit`` fields
 (draft-ietf-httpapi-ratelimit-headers): ``"registrations";q=20;w=60`` and
-``"registrations";r=<remaining>;t=<seconds until a slot frees>``. Over the limit: 429
+``"registrations";r=<remaining>;t=<seconds until a slot frees>``; an error the endpoint raises
+after the limit let the request through (a 409, say) goes out without them. Over the limit: 429
 ProblemDetails with ``Retry-After``. A limiter that cannot answer (Redis down) fails open: the
 request passes, a warning is logged at most once per window and counted.
 """

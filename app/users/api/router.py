@@ -54,7 +54,7 @@ def _respond(response: Response, user: UserDetails) -> UserPublic:
     response_model=UserPublic,
     summary="Register a user",
     description="Limited per client address (`RATE_LIMIT_REGISTRATIONS`, default 20/minute): over it, "
-    "a 429 problem with `Retry-After`; every answer carries the `RateLimit-Policy` and `RateLimit` fields.",
+    "a 429 problem with `Retry-After`; a 201 and a 429 carry the `RateLimit-Policy` and `RateLimit` fields.",
     responses=problem_responses(400, 409, 429),
     dependencies=[rate_limited("registrations")],
 )

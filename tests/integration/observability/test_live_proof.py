@@ -270,6 +270,13 @@ def test_every_dashboard_and_rule_expression_runs_against_the_scraped_service(
         started = run(PROMETHEUS_SH, "up", config, str(prometheus_port), data)
         assert started.returncode == 0, started.stdout + started.stderr
         try:
+            # The webhook consumer's group starts at the topic's end: load once it has its partitions.
+            wait_until(
+                http,
+                url,
+                'count(app_consumer_lag{consumer="webhooks"}) > 0',
+                "the webhook consumer's partitions",
+            )
             asyncio.run(load(gunicorn_api, bootstrap, topic))
             wait_until(
                 http, url, 'app_consumer_messages_total{outcome="handled"} > 0', "the consumer's projections"

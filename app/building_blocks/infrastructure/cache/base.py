@@ -66,7 +66,7 @@ class Lock(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, *exc_info: object) -> None: ...
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None: ...
 
 
 class Cache(Protocol):
@@ -94,8 +94,8 @@ class Cache(Protocol):
 
     async def invalidate(self, *keys: str) -> None: ...
 
-    async def clear(self) -> int:
-        """Delete every key of this cache (its prefix); returns how many."""
+    async def clear(self, under: str = "") -> int:
+        """Delete every key of this cache (its prefix), or of one namespace of it (``under``)."""
         ...
 
     def lock(self, name: str, *, timeout: float = 10.0, blocking_timeout: float | None = 10.0) -> Lock: ...

@@ -1,9 +1,11 @@
 """``RedisClient``: one connection pool, typed values, prefixed keys, Lua scripts, locks.
 
 Values go through :mod:`.codec` (typed JSON; nothing unpickled). Every key is prefixed with
-``RedisConfig.key_prefix``. Transport failures (refused, timed out, no pooled connection within
-``pool_timeout``) surface as :class:`CacheUnavailableError` after at most one socket timeout:
-the client never retries on its own, so a caller can fall back at once.
+``RedisConfig.key_prefix``. Failures of a Redis that cannot serve (refused, timed out, no pooled
+connection within ``pool_timeout``, READONLY after a failover, OOM) surface as
+:class:`CacheUnavailableError`. The client never retries on its own, so a caller falls back at
+once; a command on a pooled connection waits at most ``socket_timeout``, one that needs a new
+connection up to ``pool_timeout`` + ``socket_connect_timeout`` + ``socket_timeout``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -39,7 +47,20 @@ from app.building_blocks.infrastructure.cache.scripts import (
 logger = logging.getLogger("app.cache")
 
 GENERATION_TTL = 3600.0  # a key's generation outlives any read that could still fill it
-_TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError, TimeoutError)
+# Besides the transport's failures, the answers of a Redis that cannot serve right now: a replica
+# promoted under us (READONLY until the connection is rebuilt), maxmemory with noeviction,
+# TRYAGAIN/CLUSTERDOWN. For a cache they mean the same: fall back.
+_TRANSPORT_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    TryAgainError,
+    ClusterDownError,
+    OSError,
+    TimeoutError,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -203,12 +224,13 @@ class RedisClient:
         return int(await self._r.incrby(self.prefix + key, amount))
 
     @_unavailable_on_transport_error
-    async def clear(self) -> int:
-        """Delete every key under this client's prefix (``SCAN`` + ``UNLINK``, in batches)."""
+    async def clear(self, under: str = "") -> int:
+        """Delete every key under this client's prefix, or under ``prefix + under`` (one
+        namespace of it), with ``SCAN`` + ``UNLINK`` in batches."""
         if not self.prefix:
             raise ValueError("clear() needs a key_prefix: without one it would empty the whole database")
         # a backslash escapes one glob character: "[]]", "[[]" and "[\]" are not literals to Redis
-        pattern = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix) + "*"
+        pattern = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix + under) + "*"
         deleted = 0
         batch: list[bytes] = []
         async for name in self._r.scan_iter(match=pattern, count=500):

@@ -85,8 +85,14 @@ class LeaseLock(ABC):
             raise LockNotAcquiredError(f"lock {self.name!r} still taken after {self.blocking_timeout}s")
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if not await self.release():
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            released = await self.release()
+        except Exception:
+            if exc_type is None:
+                raise
+            return  # the section's own error goes on, not the release's
+        if not released and exc_type is None:
             raise LockNotOwnedError(f"lock {self.name!r}: the lease ran out before the section ended")
 
 

@@ -66,10 +66,11 @@ class MemoryCache:
     async def close(self) -> None:
         self._entries.clear()
 
-    async def clear(self) -> int:
-        count = len(self._entries)
-        self._entries.clear()
-        return count
+    async def clear(self, under: str = "") -> int:
+        doomed = [key for key in self._entries if key.startswith(under)]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
 
     async def get(self, key: str, default: Any = None, *, model: type[M] | None = None) -> Any:
         raw = self._live(key)

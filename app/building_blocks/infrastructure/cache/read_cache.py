@@ -9,8 +9,11 @@
 No stale read after a write's 2xx: the fill is guarded by the key's generation (read together
 with the entry), which the invalidation bumps, so a reader that loaded the old state before the
 commit cannot store it after the invalidation. A cache that does not answer is bypassed (see
-:mod:`.availability`); an invalidation that could not be sent is remembered, and this process
-reads from the database until it has been sent.
+:mod:`.availability`); an invalidation that could not be sent is owed: this process reads from
+the database until a background task has sent it (in batches, as soon as the cache answers).
+
+The entries live under their own namespace (``reads:``), so what is dropped wholesale when too
+many invalidations are owed is only them, never the locks or rate limits beside them.
 """
 
 from __future__ import annotations
@@ -34,26 +37,19 @@ from app.building_blocks.observability.metrics import CACHE_LOOKUPS
 
 logger = logging.getLogger("app.cache")
 
+READS = "reads:"  # the namespace of cached query results under the cache's prefix
+FLUSH_BATCH = 500  # owed invalidations sent per call (a Lua call blocks Redis while it runs)
 
-async def cache_usable(cache: Cache, availability: CacheAvailability) -> bool:
-    """Whether to use the cache now: not inside a failure's back-off window, and every
-    invalidation this process owes has been sent."""
-    if not availability.should_try():
-        return False
-    if availability.stale_keys or availability.stale_overflow:
-        keys = tuple(availability.stale_keys)
-        try:
-            if availability.stale_overflow:
-                await cache.clear()
-            else:
-                await cache.invalidate(*keys)
-        except CacheUnavailableError as error:
-            availability.failed("invalidate", error)
-            return False
-        availability.stale_keys.difference_update(keys)
-        availability.stale_overflow = False
-        logger.info("sent %d invalidations owed since the cache was unavailable", len(keys))
-    return True
+
+def entry_key(cache_key: str) -> str:
+    """Where a query's cached result lives: ``reads:user:<id>`` (under the cache's prefix)."""
+    return READS + cache_key
+
+
+def cache_usable(availability: CacheAvailability) -> bool:
+    """Use the cache now: not inside a failure's back-off window, and no invalidation owed (until
+    the owed ones are sent, an entry of this process's making may be stale)."""
+    return availability.should_try() and not availability.stale_keys and not availability.stale_overflow
 
 
 class QueryCachingBehavior:
@@ -71,8 +67,8 @@ class QueryCachingBehavior:
         cache_key = getattr(context.request, "cache_key", None)
         if cache_key is None or context.is_command:
             return await call_next()
-        key = cache_key()
-        if not await cache_usable(self.cache, self.availability):
+        key = entry_key(cache_key())
+        if not cache_usable(self.availability):
             self._bypassed.inc()
             return await call_next()
         try:
@@ -96,6 +92,8 @@ class QueryCachingBehavior:
             await self.cache.fill_guarded(key, result, read.generation, ttl=self.ttl)
         except CacheUnavailableError as error:
             self.availability.failed("fill", error)
+        except CacheCodecError as error:  # a result the codec cannot keep: served, not cached
+            logger.warning("result of %s not cached: %s", context.request_name, error)
         return result
 
     async def _drop(self, key: str) -> None:
@@ -109,9 +107,10 @@ class CacheInvalidationHook:
     """A commit hook: after the commit, the saved aggregates' cache entries are dropped.
 
     An invalidation the cache did not take is owed: this process bypasses the cache until it is
-    sent, and a background task sends it as soon as the cache answers again (every
-    ``retry_after``), so other processes, which never heard of it, are exposed to the old entry
-    only until then (bounded by the entry's TTL in any case). :meth:`close` stops that task.
+    sent, and a background task sends the owed ones, in batches, as soon as the cache answers
+    (every ``retry_after``). Other processes, which never heard of it, are exposed to the old
+    entry only until then (bounded by the entry's TTL in any case). :meth:`close` makes one last,
+    bounded attempt and says what it could not send.
     """
 
     def __init__(self, cache: Cache, availability: CacheAvailability) -> None:
@@ -126,15 +125,15 @@ class CacheInvalidationHook:
         """The work is in :meth:`committed`, which is awaited."""
 
     async def committed(self, aggregates: Sequence[AggregateRoot]) -> None:
-        keys = tuple(dict.fromkeys(aggregate_cache_key(type(a), a.id) for a in aggregates))
+        keys = tuple(dict.fromkeys(entry_key(aggregate_cache_key(type(a), a.id)) for a in aggregates))
         if not keys:
             return
-        if not self.availability.should_try():
+        if not cache_usable(self.availability):  # down, or owing already: queue behind the others
             self._owe(keys)
             return
         try:
             await self.cache.invalidate(*keys)
-        except CacheUnavailableError as error:
+        except Exception as error:
             self.availability.failed("invalidate", error)
             self._owe(keys)
         else:
@@ -149,10 +148,45 @@ class CacheInvalidationHook:
         availability = self.availability
         while availability.stale_keys or availability.stale_overflow:
             await asyncio.sleep(availability.retry_after)
-            await cache_usable(self.cache, availability)
+            if availability.should_try():
+                await self.send_owed()
 
-    async def close(self) -> None:
+    async def send_owed(self) -> bool:
+        """Send what is owed, in batches; ``True`` when nothing is owed any more."""
+        availability = self.availability
+        try:
+            if availability.stale_overflow:
+                availability.stale_overflow = False  # cleared before the await: a new overflow sets it again
+                try:
+                    dropped = await self.cache.clear(READS)
+                except BaseException:
+                    availability.stale_overflow = True
+                    raise
+                logger.warning("too many invalidations owed: all %d cached reads dropped instead", dropped)
+            while availability.stale_keys:
+                batch = tuple(list(availability.stale_keys)[:FLUSH_BATCH])
+                await self.cache.invalidate(*batch)
+                availability.stale_keys.difference_update(batch)
+        except Exception as error:
+            availability.failed("invalidate", error)
+            return False
+        availability.succeeded()
+        logger.info("owed invalidations sent; the cache is used again")
+        return True
+
+    async def close(self, *, timeout: float = 1.0) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        owed = len(self.availability.stale_keys)
+        if owed or self.availability.stale_overflow:
+            sent = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    sent = await self.send_owed()
+            if not sent:
+                logger.error(
+                    "stopping with %d invalidations unsent: those entries may be stale for up to their TTL",
+                    len(self.availability.stale_keys) or owed,
+                )

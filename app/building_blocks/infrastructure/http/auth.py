@@ -116,6 +116,8 @@ class OAuth2ClientCredentials:
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        self._failure: tuple[float, Exception] | None = None  # the last fetch's error, and when
+        self.failure_memory = 2.0  # seconds a failed fetch answers for the callers queued behind it
         self.token_requests = 0  # how many times a token was fetched (observable, for tests and metrics)
 
     def _valid(self) -> bool:
@@ -125,9 +127,17 @@ class OAuth2ClientCredentials:
         if self._valid():
             assert self._token is not None
             return self._token
-        async with self._lock:  # the first caller fetches; the others find it fresh
+        async with self._lock:  # the first caller fetches; the others find it fresh (or its error)
             if not self._valid():
-                await self._fetch()
+                failure = self._failure
+                if failure is not None and self._clock() - failure[0] < self.failure_memory:
+                    raise failure[1]  # the endpoint just failed: do not queue a fetch per caller
+                try:
+                    await self._fetch()
+                except Exception as error:
+                    self._failure = (self._clock(), error)
+                    raise
+                self._failure = None
             assert self._token is not None
             return self._token
 

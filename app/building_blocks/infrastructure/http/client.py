@@ -41,6 +41,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from app.building_blocks.correlation import CORRELATION_ID_HEADER, get_correlation_id, new_correlation_id
+from app.building_blocks.infrastructure.http.auth import AuthStrategy
 from app.building_blocks.infrastructure.http.breaker import (
     BREAKERS,
     CircuitBreaker,
@@ -251,7 +252,7 @@ class HttpClient:
                 propagate.inject(request.headers)  # traceparent (and tracestate) of the current span
             auth = self.config.auth_strategy
             if auth is not None:
-                await auth.apply(request)
+                await self._authenticate(auth, request, started)
             response = await self._send(request, started, probe)
             if response.status_code == 401 and auth is not None and await auth.refresh(request):
                 await response.aclose()
@@ -267,6 +268,19 @@ class HttpClient:
             if self.breaker is not None:
                 self._circuit.set(0 if self.breaker.state is CircuitState.CLOSED else 1)
 
+    async def _authenticate(self, auth: AuthStrategy, request: httpx.Request, started: float) -> None:
+        """Credentials within what is left of the call's deadline (a token fetch counts too)."""
+        deadline = self.config.deadline
+        if deadline is None:
+            await auth.apply(request)
+            return
+        try:
+            async with asyncio.timeout(max(0.0, deadline - (time.monotonic() - started))):
+                await auth.apply(request)
+        except TimeoutError as error:
+            message = f"{self.target}: the call's {deadline:g}s deadline ran out getting credentials"
+            raise DeadlineExceededError(message) from error
+
     async def _send(self, request: httpx.Request, started: float, probe: float | None) -> httpx.Response:
         deadline = self.config.deadline
         left = None if deadline is None else deadline - (time.monotonic() - started)
@@ -280,7 +294,9 @@ class HttpClient:
                 async with asyncio.timeout(left):
                     response = await self.http.send(request)
         except TimeoutError as error:
-            self._failed(request.method)
+            # Cut short by what was left of the call's deadline: the target was not given its
+            # full timeout, so this says nothing of its health (counted, not held against it).
+            HTTP_CLIENT_REQUESTS.labels(self.target, request.method, "error").inc()
             if isinstance(error, DeadlineExceededError):
                 raise
             raise DeadlineExceededError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -259,10 +259,18 @@ class KafkaMessageSource:
 
     system = "kafka"
 
-    def __init__(self, config: KafkaConfig, group: str, topics: Sequence[str]) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        group: str,
+        topics: Sequence[str],
+        *,
+        start_at: Literal["earliest", "latest"] = "earliest",
+    ) -> None:
         self._config = config
         self._group = group
         self._topics = list(topics)
+        self._start_at = start_at  # where a group without committed offsets begins
         self._consumer: AIOKafkaConsumer | None = None
         self._assignments = _Assignments()
         self._paused_at: int | None = None  # the assignment count when paused
@@ -271,7 +279,7 @@ class KafkaMessageSource:
         consumer = AIOKafkaConsumer(
             group_id=self._group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=self._start_at,
             **self._config.connection_options(),
         )
         consumer.subscribe(self._topics, listener=self._assignments)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,6 +77,10 @@ class Subscription:
     handler: SubscriptionHandler
     aggregates: Sequence[str] = ()
     topics: Sequence[str] = ()
+    start_at: Literal["earliest", "latest"] = "earliest"
+    """Where its group begins the first time (no committed offsets): ``earliest`` reads the
+    topics' history (a projection), ``latest`` only what comes after (webhooks: switched on for
+    a running service, they must not replay its past to the endpoint)."""
 
     def __post_init__(self) -> None:
         if not self.aggregates and not self.topics:

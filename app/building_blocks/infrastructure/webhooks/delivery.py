@@ -8,7 +8,8 @@ is not passed while it is being retried, so a user's later events wait behind an
 
 ==========================================  =====================================================
 2xx                                         delivered
-408, 429, 5xx, timeouts, connection errors  the endpoint is down: the client retries (honouring
+408, 429, 3xx, 5xx, no answer              the endpoint is down (a redirect: misconfigured, not
+                                            followed): the client retries (honouring
                                             ``Retry-After``) through the target's circuit breaker;
                                             still failing, the consumer pauses and tries again
                                             later (an outage: never dead-lettered) ...
@@ -114,7 +115,8 @@ class WebhookDelivery:
         status = response.status_code
         if 200 <= status < 300:
             return
-        if status >= 500 or status in DOWN_STATUSES:
+        if status >= 500 or status in DOWN_STATUSES or 300 <= status < 400:  # a redirect: the URL is wrong
+            # (not followed: it would carry the signed body elsewhere); paused until fixed, not lost
             raise WebhookEndpointUnavailableError(f"webhook {event_id}: the endpoint answered {status}")
         raise MessageRefusedError(
             f"webhook {event_id} refused by the endpoint: {status}",

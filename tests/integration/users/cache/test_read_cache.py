@@ -38,7 +38,7 @@ async def cached(
 
 
 def entry_key(user_id: str) -> str:
-    return f"user:{user_id}"
+    return f"reads:user:{user_id}"
 
 
 async def cached_entry(app: Any, user_id: str) -> Any:
@@ -159,8 +159,8 @@ async def test_a_cache_entry_in_redis_names_the_user(redis_url: str, postgres_ur
     ):
         user = (await http.post(USERS, json={"email": unique_email(), "name": "Key"})).json()
         await http.get(f"{USERS}/{user['id']}")
-        raw = await redis.redis.get(f"{prefix}user:{user['id']}")
+        raw = await redis.redis.get(f"{prefix}reads:user:{user['id']}")
         assert raw is not None
         assert raw.startswith(b"kit1:")
         assert user["email"].encode() in raw
-        assert 110 < (await redis.ttl(f"user:{user['id']}") or 0) <= 120
+        assert 110 < (await redis.ttl(f"reads:user:{user['id']}") or 0) <= 120

@@ -58,7 +58,7 @@ async def app_on(redis: PrivateRedis, postgres_url: str) -> AsyncIterator[tuple[
 async def cached_in_redis(redis: PrivateRedis, app: Any, user_id: str) -> bool:
     prefix = app.state.cache.redis.prefix
     async with RedisClient(RedisConfig.from_url(redis.url, key_prefix=prefix)) as client:
-        return bool(await client.exists(f"user:{user_id}"))
+        return bool(await client.exists(f"reads:user:{user_id}"))
 
 
 def errors_counted() -> float:
@@ -148,12 +148,14 @@ async def test_a_frozen_redis_costs_a_request_at_most_its_socket_timeout_and_lea
             started = time.monotonic()
             assert (await http.get(path)).json()["name"] == "After"
             durations.append(time.monotonic() - started)
+            assert app.state.cache.owed_invalidations == 1  # the PATCH's, kept until Redis answers
+            frozen = await http.get("/health/ready")
+            assert frozen.status_code == 200
+            assert frozen.json()["checks"]["cache"]["status"] == "degraded"
         finally:
             os.kill(private_redis.process.pid, signal.SIGCONT)
         # Bounded by the socket timeout (plus the database read), never by the outage's length.
         assert max(durations) < SOCKET_TIMEOUT * 2 + 0.5, durations
-        owed = await http.get("/health/ready")
-        assert owed.json()["checks"]["cache"]["status"] == "degraded"
 
         # No request needed: the owed invalidation goes out as soon as Redis answers again.
         deadline = time.monotonic() + 5

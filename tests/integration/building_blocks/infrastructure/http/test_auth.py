@@ -303,3 +303,16 @@ async def test_a_failing_token_endpoint_is_an_outage_not_a_refusal(
     with pytest.raises(AuthUnavailableError):
         await make_client(auth_strategy=refused, retry_policy=NoRetry()).get("/api")
     assert server.count("/api") == 0
+
+
+async def test_callers_queued_behind_a_failed_token_fetch_share_its_failure(
+    server: ScriptedServer, make_client: MakeClient
+) -> None:
+    """The token endpoint fails slowly: the callers waiting for it get that failure, not a fetch
+    each, one after another (which behind a dead endpoint would queue them for minutes)."""
+    server.always("/oauth/token", Reply(503, delay=0.2))
+    auth = OAuth2ClientCredentials(server.url_for("/oauth/token"), CLIENT_ID, CLIENT_SECRET)
+    client = make_client(auth_strategy=auth, retry_policy=NoRetry())
+    results = await asyncio.gather(*(client.get("/api") for _ in range(10)), return_exceptions=True)
+    assert all(isinstance(result, AuthUnavailableError) for result in results)
+    assert server.count("/oauth/token") == 1
