@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -956,21 +956,26 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _until_sigterm(argv: Sequence[str] | None) -> int:
-    """``amain``, cancelled on SIGTERM as on Ctrl-C, so the servers stop and the database goes."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await amain(argv)
+def run_until_interrupted(run: Callable[[], Awaitable[int]], cleaned_up: str) -> int:
+    """``asyncio.run(run())``, cancelled by SIGTERM as by Ctrl-C so that the benchmark's own
+    cleanup runs; 130 then, after saying what was ``cleaned_up``."""
+
+    async def until_sigterm() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run()
+
+    try:
+        return asyncio.run(until_sigterm())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"bench: interrupted; {cleaned_up}", file=sys.stderr)
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(_until_sigterm(argv))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted; the servers were stopped and the database dropped", file=sys.stderr)
-        return 130
+    return run_until_interrupted(lambda: amain(argv), "the servers were stopped and the database dropped")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import uuid
@@ -73,6 +72,7 @@ from bench.api_throughput import (
     load_lines,
     measure,
     options_from,
+    run_until_interrupted,
     scan_log,
     seed_users,
     server_env,
@@ -443,17 +443,7 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    async def cancelled_by_sigterm() -> int:  # as by Ctrl-C: the cleanup in run_benchmark runs
-        main_task = asyncio.current_task()
-        assert main_task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-        return await amain(argv)
-
-    try:
-        return asyncio.run(cancelled_by_sigterm())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted; servers stopped, Redis keys deleted, database dropped", file=sys.stderr)
-        return 130
+    return run_until_interrupted(lambda: amain(argv), "servers stopped, Redis keys deleted, database dropped")
 
 
 if __name__ == "__main__":

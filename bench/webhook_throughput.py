@@ -50,7 +50,6 @@ import hmac
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -76,7 +75,7 @@ from app.composition import build_webhooks
 from app.contexts import CONTEXTS
 from app.settings import Settings, WebhookSettings
 from app.users.integration_events import UserRegisteredIntegrationEvent
-from bench.api_throughput import ROOT, Server, http_call, verdict
+from bench.api_throughput import ROOT, Server, http_call, run_until_interrupted, verdict
 from bench.relay_throughput import BenchmarkError, positive_int
 
 TARGET = 0.7  # kit deliveries/s over bare deliveries/s
@@ -479,20 +478,8 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _until_sigterm(argv: Sequence[str] | None) -> int:
-    """``amain``, cancelled on SIGTERM as on Ctrl-C, so the receiver stops."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await amain(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return asyncio.run(_until_sigterm(argv))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted; the receiver was stopped", file=sys.stderr)
-        return 130
+    return run_until_interrupted(lambda: amain(argv), "the receiver was stopped")
 
 
 if __name__ == "__main__":
