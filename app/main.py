@@ -38,7 +38,7 @@ from app.settings import Settings, get_settings
 logger = logging.getLogger("app")
 
 
-async def cache_status(cache: ServiceCache) -> Mapping[str, str] | Degraded:
+async def cache_status(cache: ServiceCache) -> Mapping[str, str | int] | Degraded:
     """Readiness detail: the service runs without Redis (reads from the database, limits open),
     so Redis down is degraded service, never "not ready"."""
     if cache.redis is None:
@@ -47,8 +47,10 @@ async def cache_status(cache: ServiceCache) -> Mapping[str, str] | Degraded:
         await cache.redis.ping()
     except CacheUnavailableError:
         return Degraded({"backend": "redis", "state": "unavailable", "fallback": "database"})
-    if cache.owed_invalidations:  # answering again, but entries of changed users may be stale
-        return Degraded({"backend": "redis", "owed_invalidations": cache.owed_invalidations})
+    if cache.availability.owes:  # answering again, but entries of changed users may be stale
+        overflow = cache.availability.stale_overflow
+        owed: int | str = "more than can be kept" if overflow else cache.owed_invalidations
+        return Degraded({"backend": "redis", "owed_invalidations": owed})
     return {"backend": "redis"}
 
 

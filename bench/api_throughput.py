@@ -55,11 +55,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import insert, text
@@ -114,6 +114,7 @@ ROUTES = (
     Route("post", "POST /api/v1/users", 0.5),
     Route("health", "GET /health/live (service) vs GET /hello (baseline)", None),
 )
+R = TypeVar("R")
 HEALTH_PATHS = {"service": "/health/live", "baseline": "/hello"}
 
 
@@ -941,19 +942,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     return options_from(parser, parser.parse_args(argv))
 
 
-async def amain(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+async def print_report(run: Awaitable[R], lines: Callable[[R], Iterable[str]]) -> int:
+    """Run a benchmark and print its report (0), or say why it could not measure (1)."""
     try:
-        report = await run_benchmark(options, out=sys.stdout)
+        report = await run
     except BenchmarkError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
-    for line in tables(report):
-        print(line)
-    print("--- summary ---")
-    for line in summary_lines(report):
+    for line in lines(report):
         print(line)
     return 0
+
+
+async def amain(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    return await print_report(
+        run_benchmark(options, out=sys.stdout),
+        lambda report: [*tables(report), "--- summary ---", *summary_lines(report)],
+    )
 
 
 def run_until_interrupted(run: Callable[[], Awaitable[int]], cleaned_up: str) -> int:

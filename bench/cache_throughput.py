@@ -56,8 +56,11 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from app.building_blocks.application.caching import aggregate_cache_key
 from app.building_blocks.infrastructure.cache import CacheUnavailableError, RedisClient, RedisConfig
+from app.building_blocks.infrastructure.cache.read_cache import entry_key as read_cache_entry_key
 from app.settings import Settings
+from app.users.domain.user import User
 from bench.api_throughput import (
     HEALTH_PATHS,
     SERVICE_APP,
@@ -72,6 +75,7 @@ from bench.api_throughput import (
     load_lines,
     measure,
     options_from,
+    print_report,
     run_until_interrupted,
     scan_log,
     seed_users,
@@ -91,8 +95,8 @@ LOOKUP_RESULTS = {"hit": "cache_hits", "miss": "cache_misses", "bypassed": "cach
 
 
 def entry_key(user_id: str) -> str:
-    """The read cache's key of a user, without the prefix (``aggregate_cache_key(User, id)``)."""
-    return f"reads:user:{user_id}"
+    """The read cache's key of a user, without the client's prefix (as the service makes it)."""
+    return read_cache_entry_key(aggregate_cache_key(User, user_id))
 
 
 @dataclass
@@ -432,14 +436,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     options, redis_url = parse_args(argv)
-    try:
-        report = await run_benchmark(options, redis_url, out=sys.stdout)
-    except BenchmarkError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 1
-    for line in [*tables(report), "--- summary ---", *summary_lines(report)]:
-        print(line)
-    return 0
+    return await print_report(
+        run_benchmark(options, redis_url, out=sys.stdout),
+        lambda report: [*tables(report), "--- summary ---", *summary_lines(report)],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,7 +75,7 @@ from app.composition import build_webhooks
 from app.contexts import CONTEXTS
 from app.settings import Settings, WebhookSettings
 from app.users.integration_events import UserRegisteredIntegrationEvent
-from bench.api_throughput import ROOT, Server, http_call, run_until_interrupted, verdict
+from bench.api_throughput import ROOT, Server, http_call, print_report, run_until_interrupted, verdict
 from bench.relay_throughput import BenchmarkError, positive_int
 
 TARGET = 0.7  # kit deliveries/s over bare deliveries/s
@@ -468,14 +468,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    try:
-        report = await run_benchmark(options, out=sys.stdout)
-    except BenchmarkError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 1
-    for line in [*tables(report), "--- summary ---", *summary_lines(report)]:
-        print(line)
-    return 0
+    return await print_report(
+        run_benchmark(options, out=sys.stdout),
+        lambda report: [*tables(report), "--- summary ---", *summary_lines(report)],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,16 +136,13 @@ def running_server(database_url: str, log_path: Path, **env: str) -> Iterator[st
         yield url
 
 
-@contextmanager
-def server_process(
-    database_url: str, log_path: Path, *uvicorn_args: str, **env: str
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``running_server`` with its process, for tests that signal or kill it."""
-    port = free_port()
+def server_environment(database_url: str, **env: str) -> dict[str, str]:
+    """A test server's environment: the user's, without messaging settings (embedded mode unless
+    ``env`` says otherwise), on ``database_url``, quiet, no registration limit, then ``env``."""
     inherited = {
         name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "OUTBOX_"))
     }
-    environment = {
+    return {
         **inherited,
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
@@ -153,6 +150,15 @@ def server_process(
         "RATE_LIMIT_REGISTRATIONS": "0",
         **env,
     }
+
+
+@contextmanager
+def server_process(
+    database_url: str, log_path: Path, *uvicorn_args: str, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``running_server`` with its process, for tests that signal or kill it."""
+    port = free_port()
+    environment = server_environment(database_url, **env)
     url = f"http://127.0.0.1:{port}"
     with log_path.open("a") as log:
         process = subprocess.Popen(
@@ -212,17 +218,13 @@ def gunicorn_server(database_url: str, directory: Path, **env: str) -> Iterator[
     metric files and log in ``directory``, on a free port; its base URL once ready."""
     port = free_port()
     log_path = directory / "gunicorn.log"
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "OUTBOX_"))},
-        "DATABASE_URL": database_url,
-        "ENVIRONMENT": "test",
-        "LOG_LEVEL": "WARNING",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics"),
-        "RATE_LIMIT_REGISTRATIONS": "0",
+    environment = server_environment(
+        database_url,
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        WEB_CONCURRENCY="2",
+        PROMETHEUS_MULTIPROC_DIR=str(directory / "metrics"),
         **env,
-    }
+    )
     url = f"http://127.0.0.1:{port}"
     with log_path.open("a") as log:
         process = subprocess.Popen(

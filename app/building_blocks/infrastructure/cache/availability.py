@@ -40,9 +40,9 @@ class CacheAvailability:
         self.stale_overflow = False  # more stale keys than kept: distrust the cache until healed
 
     @property
-    def degraded(self) -> bool:
-        """The last contact failed (or invalidations are still owed)."""
-        return self._failing or bool(self.stale_keys) or self.stale_overflow
+    def owes(self) -> bool:
+        """Invalidations are owed (kept, or more than could be kept): entries may be stale."""
+        return bool(self.stale_keys) or self.stale_overflow
 
     def should_try(self) -> bool:
         return self._clock() >= self._open_until

@@ -49,7 +49,7 @@ def entry_key(cache_key: str) -> str:
 def cache_usable(availability: CacheAvailability) -> bool:
     """Use the cache now: not inside a failure's back-off window, and no invalidation owed (until
     the owed ones are sent, an entry of this process's making may be stale)."""
-    return availability.should_try() and not availability.stale_keys and not availability.stale_overflow
+    return availability.should_try() and not availability.owes
 
 
 class QueryCachingBehavior:
@@ -146,7 +146,7 @@ class CacheInvalidationHook:
 
     async def _send_owed(self) -> None:
         availability = self.availability
-        while availability.stale_keys or availability.stale_overflow:
+        while availability.owes:
             await asyncio.sleep(availability.retry_after)
             if availability.should_try():
                 await self.send_owed()
@@ -180,7 +180,7 @@ class CacheInvalidationHook:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         owed = len(self.availability.stale_keys)
-        if owed or self.availability.stale_overflow:
+        if self.availability.owes:
             sent = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

@@ -247,19 +247,12 @@ class HttpClient:
             HTTP_CLIENT_REQUESTS.labels(self.target, method, "circuit_open").inc()
             raise
         try:
-            request = self.http.build_request(method, url, headers=headers, **kwargs)
-            if not self._instrumented:
-                propagate.inject(request.headers)  # traceparent (and tracestate) of the current span
-            auth = self.config.auth_strategy
-            if auth is not None:
-                await self._authenticate(auth, request, started)
+            request = await self._prepare(method, url, headers, kwargs, started)
             response = await self._send(request, started, probe)
+            auth = self.config.auth_strategy
             if response.status_code == 401 and auth is not None and await auth.refresh(request):
                 await response.aclose()
-                request = self.http.build_request(method, url, headers=headers, **kwargs)
-                if not self._instrumented:
-                    propagate.inject(request.headers)
-                await auth.apply(request)
+                request = await self._prepare(method, url, headers, kwargs, started)
                 response = await self._send(request, started, probe)
             return response
         finally:
@@ -267,6 +260,17 @@ class HttpClient:
                 self.breaker.release_probe(probe)  # its answer must not hold the half-open slot
             if self.breaker is not None:
                 self._circuit.set(0 if self.breaker.state is CircuitState.CLOSED else 1)
+
+    async def _prepare(
+        self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any], started: float
+    ) -> httpx.Request:
+        """The attempt's request: the caller's trace context and fresh credentials."""
+        request = self.http.build_request(method, url, headers=headers, **kwargs)
+        if not self._instrumented:
+            propagate.inject(request.headers)  # traceparent (and tracestate) of the current span
+        if self.config.auth_strategy is not None:
+            await self._authenticate(self.config.auth_strategy, request, started)
+        return request
 
     async def _authenticate(self, auth: AuthStrategy, request: httpx.Request, started: float) -> None:
         """Credentials within what is left of the call's deadline (a token fetch counts too)."""
