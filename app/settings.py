@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         description="trace ids for every request, log line and error; spans are exported only "
         "where OTEL_EXPORTER_OTLP_ENDPOINT points",
     )
+    span_export: Literal["fastotel", "sdk"] = Field(
+        default="fastotel",
+        description="who sends OTLP/HTTP spans: fastotel (native, off the GIL) or sdk (the "
+        "OpenTelemetry SDK's Python exporter); gRPC always uses the SDK's",
+    )
     metrics_enabled: bool = Field(default=True, description="Prometheus metrics; the API serves GET /metrics")
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes the worker from another host
     worker_metrics_port: int = Field(
@@ -182,6 +187,7 @@ class Settings(BaseSettings):
         return ObservabilityConfig(
             service_name=f"{self.service_name}-{process}" if process else self.service_name,
             tracing_enabled=self.tracing_enabled,
+            span_export=self.span_export,
             metrics_enabled=self.metrics_enabled,
             log_level=self.log_level,
             log_json=self.log_json,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import cache
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
@@ -11,6 +12,17 @@ from app.building_blocks.application.mediator import NextStep, RequestContext
 from app.building_blocks.domain.exceptions import DomainError
 from app.building_blocks.observability.metrics import MEDIATOR_REQUEST_DURATION, MEDIATOR_REQUESTS
 from app.building_blocks.observability.tracing import tracer
+
+
+@cache
+def _requests(name: str, kind: str, outcome: str) -> Any:
+    """The counter's child: ``labels()`` validates and locks on every call (about 4 µs)."""
+    return MEDIATOR_REQUESTS.labels(name, kind, outcome)
+
+
+@cache
+def _duration(name: str, kind: str) -> Any:
+    return MEDIATOR_REQUEST_DURATION.labels(name, kind)
 
 
 class ObservabilityBehavior:
@@ -47,5 +59,5 @@ class ObservabilityBehavior:
                 raise
             finally:
                 span.set_attribute("mediator.outcome", outcome)
-                MEDIATOR_REQUESTS.labels(name, kind, outcome).inc()
-                MEDIATOR_REQUEST_DURATION.labels(name, kind).observe(time.perf_counter() - started)
+                _requests(name, kind, outcome).inc()
+                _duration(name, kind).observe(time.perf_counter() - started)

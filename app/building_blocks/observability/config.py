@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from app.building_blocks.observability.tracing import SpanExport
+
 
 class ObservabilityConfig(BaseModel):
     """Everything on by default: traces (exported only where ``OTEL_EXPORTER_OTLP_ENDPOINT`` points),
@@ -22,6 +24,8 @@ class ObservabilityConfig(BaseModel):
     log_json: bool = True
     access_log: bool = False
     metrics_path: str = "/metrics"
+    # Who sends OTLP/HTTP spans: fastotel (native, off the GIL) or the SDK's Python exporter.
+    span_export: SpanExport = "fastotel"
     # Requests not traced (comma-separated regular expressions searched in the URL): the probes
     # and the scrape would otherwise be most of the traces.
     traces_excluded_urls: str = Field(default="/health/,/metrics")

@@ -103,7 +103,11 @@ def setup_process_observability(config: ObservabilityConfig) -> None:
             filters=(ContextFilter(config.service_name), RepeatFilter(loggers=NOISY_LIBRARIES)),
         )
     if config.tracing_enabled:
-        configure_tracing(service_name=config.service_name, service_version=config.service_version)
+        configure_tracing(
+            service_name=config.service_name,
+            service_version=config.service_version,
+            export=config.span_export,
+        )
     if config.metrics_enabled:
         INFO.labels(config.service_name, config.service_version).set(1)
 

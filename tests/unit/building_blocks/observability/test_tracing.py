@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastotel import OTLPSpanProcessor
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
@@ -16,6 +17,7 @@ from app.building_blocks.observability.tracing import (
     HousekeepingSampler,
     sampler_from_environment,
     span_exporter_from_environment,
+    span_processor_from_environment,
 )
 
 OTEL = (
@@ -89,6 +91,27 @@ def test_the_exporter_follows_the_protocol(monkeypatch: pytest.MonkeyPatch) -> N
     assert span_exporter_from_environment() is None
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     assert isinstance(span_exporter_from_environment(), ConsoleSpanExporter)
+
+
+def test_otlp_http_spans_go_through_fastotel_unless_the_sdk_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert span_processor_from_environment() is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    native = span_processor_from_environment()
+    assert isinstance(native, OTLPSpanProcessor)
+    native.shutdown()
+    sdk = span_processor_from_environment("sdk")
+    assert isinstance(sdk, BatchSpanProcessor)
+    assert isinstance(sdk.span_exporter, HttpExporter)  # type: ignore[attr-defined]
+    sdk.shutdown()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # fastotel speaks OTLP/HTTP only
+    grpc = span_processor_from_environment()
+    assert isinstance(grpc, BatchSpanProcessor)
+    assert isinstance(grpc.span_exporter, GrpcExporter)  # type: ignore[attr-defined]
+    grpc.shutdown()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert span_processor_from_environment() is None
 
 
 def test_until_spans_go_somewhere_every_span_is_dropped_yet_keeps_its_ids() -> None:
