@@ -1,6 +1,6 @@
 """``python -m bench.observability_cost``: what tracing, metrics and export cost a read.
 
-The same service twice, side by side on one fresh PostgreSQL database, each ``uvicorn --factory
+The same service three times, side by side on one fresh PostgreSQL database, each ``uvicorn --factory
 app.main:create_app`` with the flags of ``bench.api_throughput`` (one worker, full mode, no worker
 process):
 
@@ -8,11 +8,13 @@ process):
   ``OTEL_TRACES_SAMPLER=always_on`` (100 %), spans exported over OTLP/HTTP to a real receiver
   (``--otlp-endpoint``, default ``OTEL_EXPORTER_OTLP_ENDPOINT`` else ``http://127.0.0.1:4318``: start
   one with ``scripts/jaeger.sh up``), FastAPI, asyncpg and mediator spans, Prometheus metrics with
-  exemplars, the gauges sampled every second;
+  exemplars, the gauges sampled every second; spans leave through fastotel (``SPAN_EXPORT=fastotel``, the default);
+- **sdk**: the same, but spans leave through the SDK's ``BatchSpanProcessor`` and
+  ``OTLPSpanExporter`` (``SPAN_EXPORT=sdk``), for the cost of encoding in Python;
 - **off**: ``TRACING_ENABLED=false``, ``METRICS_ENABLED=false``.
 
-wrk loads ``GET /api/v1/users/{id}`` over the seeded users, ``--rounds`` pairs back to back (which
-one goes first alternates), and the median of the pairs' req/s ratios on/off is the figure. Target
+wrk loads ``GET /api/v1/users/{id}`` over the seeded users, ``--rounds`` rounds back to back
+(the order rotates), and the median of the rounds' req/s ratios on/off is the figure. Target
 (issue 10): on >= 0.85 x off. The receiver must have taken the spans: the benchmark asks the
 Jaeger query API (``--jaeger-url``) for the service's traces and reports how many it found.
 """
@@ -58,6 +60,7 @@ class Settings:
     options: Options
     otlp_endpoint: str
     jaeger_url: str
+    variants: tuple[str, ...] = ("on", "sdk", "off")
 
 
 def environments(base: dict[str, str], settings: Settings) -> dict[str, dict[str, str]]:
@@ -70,11 +73,14 @@ def environments(base: dict[str, str], settings: Settings) -> dict[str, dict[str
         "OTEL_TRACES_SAMPLER": "always_on",
         "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otlp_endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "SPAN_EXPORT": "fastotel",
     }
+    sdk = {**on, "SPAN_EXPORT": "sdk"}
     off = {**base, "SERVICE_NAME": SERVICE_NAME, "TRACING_ENABLED": "false", "METRICS_ENABLED": "false"}
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         off.pop(name, None)
-    return {"on": on, "off": off}
+    variants = {"on": on, "sdk": sdk, "off": off}
+    return {name: variants[name] for name in settings.variants}
 
 
 def reachable(endpoint: str) -> bool:
@@ -113,7 +119,7 @@ async def run(settings: Settings) -> list[Run]:
     directory = Path(tempfile.mkdtemp(prefix=f"bench-obs-{tag}-"))
     servers = {
         name: Server(name, SERVICE_APP, HEALTH_PATHS["service"], directory / f"{name}.log")
-        for name in ("on", "off")
+        for name in settings.variants
     }
     runs: list[Run] = []
     try:
@@ -124,7 +130,8 @@ async def run(settings: Settings) -> list[Run]:
             await server.wait_ready(options.startup_timeout)
         scripts = Scripts(directory, tag, ids)
         for number in range(1, options.rounds + 1):
-            order = ("on", "off") if number % 2 else ("off", "on")
+            shift = (number - 1) % len(settings.variants)
+            order = settings.variants[shift:] + settings.variants[:shift]
             for name in order:
                 result = await measure(options, servers[name], "get", number, scripts)
                 runs.append(result)
@@ -142,24 +149,36 @@ async def run(settings: Settings) -> list[Run]:
     return runs
 
 
-def report(runs: list[Run], received: int | None) -> list[str]:
-    on = [run for run in runs if run.target == "on"]
-    off = [run for run in runs if run.target == "off"]
-    ratios = [a.rps / b.rps if b.rps else 0.0 for a, b in zip(on, off, strict=True)]
-    ratio = statistics.median(ratios)
-    cpu = [
-        a.cpu_ms_per_request / b.cpu_ms_per_request if b.cpu_ms_per_request else 0.0
-        for a, b in zip(on, off, strict=True)
-    ]
+def ratios(runs: list[Run], variant: str) -> list[float]:
+    """``variant``'s req/s over off's, round by round."""
+    off = {run.round: run for run in runs if run.target == "off"}
     return [
-        "--- summary ---",
-        "pairs (on/off req/s): "
-        + ", ".join(f"{a.rps:.0f}/{b.rps:.0f}" for a, b in zip(on, off, strict=True)),
-        f"get_on_off_ratios={','.join(f'{value:.3f}' for value in ratios)}",
-        f"get_on_off_ratio={ratio:.3f}",
-        f"get_on_cpu_ms_per_req={statistics.median(run.cpu_ms_per_request for run in on):.3f}",
-        f"get_off_cpu_ms_per_req={statistics.median(run.cpu_ms_per_request for run in off):.3f}",
-        f"cpu_per_request_on_off={','.join(f'{value:.2f}' for value in cpu)}",
+        run.rps / off[run.round].rps if off[run.round].rps else 0.0
+        for run in runs
+        if run.target == variant and run.round in off
+    ]
+
+
+def report(runs: list[Run], received: int | None) -> list[str]:
+    by_round: dict[int, dict[str, Run]] = {}
+    for run in runs:
+        by_round.setdefault(run.round, {})[run.target] = run
+    variants = [name for name in ("on", "sdk") if any(run.target == name for run in runs)]
+    lines = ["--- summary ---"]
+    for name in variants:
+        values = ratios(runs, name)
+        lines += [
+            f"pairs ({name}/off req/s): "
+            + ", ".join(f"{rounds[name].rps:.0f}/{rounds['off'].rps:.0f}" for rounds in by_round.values()),
+            f"get_{name}_off_ratios={','.join(f'{value:.3f}' for value in values)}",
+            f"get_{name}_off_ratio={statistics.median(values):.3f}",
+        ]
+    for name in (*variants, "off"):
+        cpu = statistics.median(run.cpu_ms_per_request for run in runs if run.target == name)
+        lines.append(f"get_{name}_cpu_ms_per_req={cpu:.3f}")
+    ratio = statistics.median(ratios(runs, "on"))
+    return [
+        *lines,
         f"non_2xx={sum(run.wrk.non_2xx for run in runs)}",
         f"traces_received={received if received is not None else 'unknown (no Jaeger query API)'}",
         f"target={'PASS' if ratio >= TARGET else 'MISS'} (on/off >= {TARGET:g})",
@@ -176,6 +195,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument(
+        "--without-sdk", action="store_true", help="skip the variant exporting through the SDK's exporter"
+    )
+    parser.add_argument(
         "--otlp-endpoint", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://127.0.0.1:4318"
     )
     parser.add_argument(
@@ -190,7 +212,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         connections=args.connections,
         users=args.users,
     )
-    return Settings(options, args.otlp_endpoint.rstrip("/"), args.jaeger_url.rstrip("/"))
+    variants = ("on", "off") if args.without_sdk else ("on", "sdk", "off")
+    return Settings(options, args.otlp_endpoint.rstrip("/"), args.jaeger_url.rstrip("/"), variants)
 
 
 async def amain(argv: Sequence[str] | None = None) -> int:
