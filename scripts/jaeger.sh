@@ -12,6 +12,7 @@
 # Configuration: tools/jaeger/config.yaml. Environment: JAEGER_OTLP_GRPC_PORT (4317),
 # JAEGER_OTLP_HTTP_PORT (4318), JAEGER_QUERY_PORT (16686), JAEGER_QUERY_GRPC_PORT (0: any free port),
 # JAEGER_LISTEN_HOST (127.0.0.1), JAEGER_LOG_LEVEL (info), JAEGER_START_TIMEOUT (seconds, 60),
+# JAEGER_HOME (var/jaeger: the log and pid file; a test runs a private Jaeger with its own and its own ports),
 # GO (the go command; else go on PATH, else /usr/local/go/bin/go; Go 1.24 or newer).
 # The binary, and Go's module and build caches, are kept outside the repo in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/user-service/ (jaeger/<version>/jaeger, go/mod, go/build), so a
@@ -30,7 +31,7 @@ BIN=$CACHE/jaeger/$VERSION/jaeger
 STAMP=$BIN.sum # go.mod and go.sum the binary was built from
 GO_MODCACHE=$CACHE/go/mod
 GO_BUILDCACHE=$CACHE/go/build
-HOME_DIR=$ROOT/var/jaeger
+HOME_DIR=${JAEGER_HOME:-$ROOT/var/jaeger} # its log, pid file and lock: another directory, another Jaeger
 LOG=$HOME_DIR/jaeger.log
 PID_FILE=$HOME_DIR/jaeger.pid
 BUILD_LOG=$HOME_DIR/build.log
