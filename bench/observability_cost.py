@@ -8,7 +8,8 @@ process):
   ``OTEL_TRACES_SAMPLER=always_on`` (100 %), spans exported over OTLP/HTTP to a real receiver
   (``--otlp-endpoint``, default ``OTEL_EXPORTER_OTLP_ENDPOINT`` else ``http://127.0.0.1:4318``: start
   one with ``scripts/jaeger.sh up``), FastAPI, asyncpg and mediator spans, Prometheus metrics with
-  exemplars, the gauges sampled every second; spans leave through fastotel (``SPAN_EXPORT=fastotel``, the default);
+  exemplars, the gauges sampled every second; spans leave through fastotel
+  (``SPAN_EXPORT=fastotel``, the default);
 - **sdk**: the same, but spans leave through the SDK's ``BatchSpanProcessor`` and
   ``OTLPSpanExporter`` (``SPAN_EXPORT=sdk``), for the cost of encoding in Python;
 - **off**: ``TRACING_ENABLED=false``, ``METRICS_ENABLED=false``.

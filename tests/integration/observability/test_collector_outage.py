@@ -20,6 +20,7 @@ from tests.conftest import ROOT, free_port, server_process
 from tests.helpers import unique_email
 from tests.jaeger import operations, require_jaeger, wait_for_trace
 
+
 @contextmanager
 def private_jaeger(home: Path, ports: dict[str, int]) -> Iterator[str]:
     """A Jaeger of this test's own on ``ports``; yields its query URL, stops it at the end."""
@@ -29,12 +30,12 @@ def private_jaeger(home: Path, ports: dict[str, int]) -> Iterator[str]:
         **{name: str(port) for name, port in ports.items()},
     }
     script = str(ROOT / "scripts" / "jaeger.sh")
-    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=120)  # noqa: S603
+    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield f"http://127.0.0.1:{ports['JAEGER_QUERY_PORT']}"
     finally:
-        subprocess.run([script, "down"], env=env, capture_output=True, timeout=60)  # noqa: S603
+        subprocess.run([script, "down"], env=env, capture_output=True, timeout=60)
 
 
 @pytest.mark.parametrize("span_export", ["fastotel", "sdk"])
@@ -74,9 +75,8 @@ async def test_a_receiver_outage_costs_the_requests_nothing_and_spans_flow_when_
                 monkeypatch.setenv("JAEGER_QUERY_URL", query_url)
                 trace_id = f"{secrets.randbits(128) | 1:032x}"
                 headers = {"traceparent": f"00-{trace_id}-{secrets.randbits(64) | 1:016x}-01"}
-                registered = await http.post(
-                    "/api/v1/users", json={"email": unique_email("returned"), "name": "Traced"}, headers=headers
-                )
+                body = {"email": unique_email("returned"), "name": "Traced"}
+                registered = await http.post("/api/v1/users", json=body, headers=headers)
                 assert registered.status_code == 201, registered.text
                 trace = await asyncio.to_thread(wait_for_trace, trace_id, min_spans=3, timeout=30)
     assert {"POST /api/v1/users", "RegisterUser"} <= set(operations(trace))
