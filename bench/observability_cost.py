@@ -1,6 +1,6 @@
 """``python -m bench.observability_cost``: what tracing, metrics and export cost a read.
 
-The same service three times, side by side on one fresh PostgreSQL database, each ``uvicorn --factory
+The same service four times, side by side on one fresh PostgreSQL database, each ``uvicorn --factory
 app.main:create_app`` with the flags of ``bench.api_throughput`` (one worker, full mode, no worker
 process):
 
@@ -12,6 +12,8 @@ process):
   (``SPAN_EXPORT=fastotel``, the default);
 - **sdk**: the same, but spans leave through the SDK's ``BatchSpanProcessor`` and
   ``OTLPSpanExporter`` (``SPAN_EXPORT=sdk``), for the cost of encoding in Python;
+- **default**: what the service runs with when nothing is configured: metrics, and trace ids on
+  every request and log line, with no span recorded or exported;
 - **off**: ``TRACING_ENABLED=false``, ``METRICS_ENABLED=false``.
 
 wrk loads ``GET /api/v1/users/{id}`` over the seeded users, ``--rounds`` rounds back to back
@@ -61,7 +63,7 @@ class Settings:
     options: Options
     otlp_endpoint: str
     jaeger_url: str
-    variants: tuple[str, ...] = ("on", "sdk", "off")
+    variants: tuple[str, ...] = ("on", "sdk", "default", "off")
 
 
 def environments(base: dict[str, str], settings: Settings) -> dict[str, dict[str, str]]:
@@ -77,10 +79,12 @@ def environments(base: dict[str, str], settings: Settings) -> dict[str, dict[str
         "SPAN_EXPORT": "fastotel",
     }
     sdk = {**on, "SPAN_EXPORT": "sdk"}
+    default = {**base, "SERVICE_NAME": SERVICE_NAME, "TRACING_ENABLED": "true", "METRICS_ENABLED": "true"}
     off = {**base, "SERVICE_NAME": SERVICE_NAME, "TRACING_ENABLED": "false", "METRICS_ENABLED": "false"}
-    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        off.pop(name, None)
-    variants = {"on": on, "sdk": sdk, "off": off}
+    for unexported in (default, off):
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            unexported.pop(name, None)
+    variants = {"on": on, "sdk": sdk, "default": default, "off": off}
     return {name: variants[name] for name in settings.variants}
 
 
@@ -137,7 +141,7 @@ async def run(settings: Settings) -> list[Run]:
                 result = await measure(options, servers[name], "get", number, scripts)
                 runs.append(result)
                 print(
-                    f"[{number}] {name:<3} {result.rps:8.1f} req/s, p50 {result.wrk.p50_ms:.2f} ms,"
+                    f"[{number}] {name:<7} {result.rps:8.1f} req/s, p50 {result.wrk.p50_ms:.2f} ms,"
                     f" p99 {result.wrk.p99_ms:.2f} ms, {result.cpu_ms_per_request:.3f} ms CPU/req,"
                     f" non-2xx {result.wrk.non_2xx}",
                     flush=True,
@@ -164,7 +168,7 @@ def report(runs: list[Run], received: int | None) -> list[str]:
     by_round: dict[int, dict[str, Run]] = {}
     for run in runs:
         by_round.setdefault(run.round, {})[run.target] = run
-    variants = [name for name in ("on", "sdk") if any(run.target == name for run in runs)]
+    variants = [name for name in ("on", "sdk", "default") if any(run.target == name for run in runs)]
     lines = ["--- summary ---"]
     for name in variants:
         values = ratios(runs, name)
@@ -196,7 +200,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument(
-        "--without-sdk", action="store_true", help="skip the variant exporting through the SDK's exporter"
+        "--only-target",
+        action="store_true",
+        help="only on and off (skip the SDK exporter's variant and the default configuration)",
     )
     parser.add_argument(
         "--otlp-endpoint", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://127.0.0.1:4318"
@@ -213,7 +219,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         connections=args.connections,
         users=args.users,
     )
-    variants = ("on", "off") if args.without_sdk else ("on", "sdk", "off")
+    variants = ("on", "off") if args.only_target else ("on", "sdk", "default", "off")
     return Settings(options, args.otlp_endpoint.rstrip("/"), args.jaeger_url.rstrip("/"), variants)
 
 

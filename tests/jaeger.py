@@ -92,6 +92,25 @@ def wait_for_trace(trace_id: str, *, min_spans: int = 1, timeout: float = 30) ->
             time.sleep(0.1)
 
 
+def wait_for_operations(trace_id: str, names: set[str], timeout: float = 60.0) -> dict[str, Any]:
+    """The trace once Jaeger holds spans of every one of ``names``; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    with httpx.Client(base_url=jaeger_url(), timeout=5) as client:
+        while True:
+            response = client.get(f"/api/traces/{trace_id}")
+            if response.status_code == 200 and response.json()["data"]:
+                trace: dict[str, Any] = response.json()["data"][0]
+                seen = operations(trace)
+                if names <= set(seen):
+                    return trace
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"trace {trace_id}: {sorted(names - set(seen))} missing from {sorted(seen)}"
+                )
+            time.sleep(0.2)
+
+
 def find_traces(
     service: str,
     operation: str | None = None,

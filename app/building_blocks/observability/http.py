@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry import propagate, trace
+from opentelemetry.context import attach, detach
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
@@ -112,23 +113,33 @@ class TraceIdsMiddleware:
     With no exporter a span is never read, yet its ids are: in log lines, ProblemDetails and the
     ``traceparent`` of what the request causes. Then this middleware opens a non-recording
     server span (continuing the caller's ``traceparent``) and FastAPI's own telemetry stands
-    aside (:func:`~app.building_blocks.observability.setup.request_telemetry`): measured, 5 µs a
-    request instead of FastAPI's 45 µs. Once spans are recorded it does nothing and FastAPI's
-    telemetry makes the real server span.
+    aside (:func:`~app.building_blocks.observability.setup.request_telemetry`). It reads the
+    propagation headers only when the request carries one, and makes the span current without
+    ``use_span``'s generator: measured, about 30 µs a request (half of it the SDK's
+    ``start_span``) instead of FastAPI's 45 µs. Once spans are recorded it does nothing and
+    FastAPI's telemetry makes the real server span.
     """
 
     def __init__(self, app: ASGIApp, *, excluded: Callable[[Scope], bool]) -> None:
         self.app = app
         self.excluded = excluded
+        self.propagated = frozenset(field.encode() for field in propagate.get_global_textmap().fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or recording() or self.excluded(scope):
             await self.app(scope, receive, send)
             return
-        parent = propagate.extract(Headers(scope=scope))
+        parent = (
+            propagate.extract(Headers(scope=scope))
+            if any(name in self.propagated for name, _ in scope["headers"])
+            else None
+        )
         span = tracer().start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
-        with trace.use_span(span, end_on_exit=True):
+        token = attach(trace.set_span_in_context(span, parent))
+        try:
             await self.app(scope, receive, send)
+        finally:
+            detach(token)  # a non-recording span: ending it would do nothing
 
 
 def instrument_http(app: FastAPI, *, excluded_paths: Sequence[str] = ("/metrics",)) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ from tests.conftest import server_process
 from tests.helpers import unique_email
 from tests.jaeger import (
     find_traces,
-    jaeger_url,
     operations,
     otlp_http_endpoint,
     parent_span_id,
     require_jaeger,
     service_name,
     tags,
+    wait_for_operations,
 )
 from tests.messaging_harness import settings_for, worker
 
@@ -32,24 +31,6 @@ from tests.messaging_harness import settings_for, worker
 def traceparent() -> tuple[str, dict[str, str]]:
     trace_id = f"{secrets.randbits(128) | 1:032x}"
     return trace_id, {"traceparent": f"00-{trace_id}-{secrets.randbits(64) | 1:016x}-01"}
-
-
-def wait_for_operations(trace_id: str, names: set[str], timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    with httpx.Client(base_url=jaeger_url(), timeout=5) as client:
-        while True:
-            response = client.get(f"/api/traces/{trace_id}")
-            if response.status_code == 200 and response.json()["data"]:
-                trace: dict[str, Any] = response.json()["data"][0]
-                seen = operations(trace)
-                if names <= set(seen):
-                    return trace
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"trace {trace_id}: {sorted(names - set(seen))} missing from {sorted(seen)}"
-                )
-            time.sleep(0.2)
 
 
 def log_lines(path: Path, trace_id: str) -> list[dict[str, Any]]:
