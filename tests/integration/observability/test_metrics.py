@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.conftest import gunicorn_server
-from tests.jaeger import otlp_http_endpoint, require_jaeger
+from tests.jaeger import otlp_http_endpoint, require_jaeger, wait_for_operations
 
 OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
 USER_ROUTE = "/api/v1/users/{user_id}"
@@ -98,6 +99,18 @@ def test_two_gunicorn_workers_count_exactly_and_keep_exemplars(gunicorn: str) ->
     )
     assert trace_ids, "no exemplar on the latency histogram"
     assert all(re.fullmatch(r"[0-9a-f]{32}", trace_id) for trace_id in trace_ids)
+
+
+def test_both_gunicorn_workers_export_their_spans(gunicorn: str) -> None:
+    """Each worker builds its tracer and fastotel's exporting thread after the fork: the traces
+    of requests spread over both workers all reach the receiver."""
+    sent = [f"{secrets.randbits(128) | 1:032x}" for _ in range(20)]
+    with httpx.Client(base_url=gunicorn, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        for trace_id in sent:  # a new connection each: both workers answer some
+            headers = {"traceparent": f"00-{trace_id}-{secrets.randbits(64) | 1:016x}-01"}
+            assert http.get(UNKNOWN_USER, headers=headers).status_code == 404
+    for trace_id in sent:
+        assert wait_for_operations(trace_id, {f"GET {USER_ROUTE}", "GetUser"}, timeout=30)
 
 
 async def test_a_made_up_method_counts_as_other(client: httpx.AsyncClient) -> None:
