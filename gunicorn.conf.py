@@ -16,6 +16,7 @@ from typing import Any
 
 # Before any worker imports prometheus_client: the mode is chosen at import.
 _metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "var/prometheus-multiproc"))
+_metrics_dir.mkdir(parents=True, exist_ok=True)  # so that a --preload gets as far as on_starting's refusal
 
 _host, _port = os.environ.get("HOST", "0.0.0.0"), os.environ.get("PORT", "8000")  # noqa: S104 - a container's API
 bind = os.environ.get("GUNICORN_BIND", f"{_host}:{_port}")
@@ -26,6 +27,7 @@ worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 keepalive = 5
+preload_app = False  # each worker builds the app, its tracer and exporter after the fork
 accesslog = None  # the app logs requests itself when ACCESS_LOG=true (uvicorn's access log, JSON)
 logconfig_dict: dict[str, Any] = {
     "version": 1,
@@ -49,6 +51,11 @@ logconfig_dict: dict[str, Any] = {
 
 def on_starting(server: Any) -> None:
     """A fresh metrics directory: values of a previous run's workers must not be summed in."""
+    if server.cfg.preload_app:  # --preload in GUNICORN_CMD_ARGS overrides the setting above
+        raise RuntimeError(
+            "preload_app: the app must be built in each worker, after the fork (fastotel's exporting"
+            " thread does not survive a fork, prometheus_client's multiprocess mode needs each pid)"
+        )
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     _metrics_dir.mkdir(parents=True, exist_ok=True)
 

@@ -17,6 +17,7 @@ from app.building_blocks.infrastructure.garbage_collection import DEFAULT_THRESH
 from app.building_blocks.infrastructure.messaging.config import KafkaConfig, OutboxConfig
 from app.building_blocks.infrastructure.webhooks.signing import check_secret
 from app.building_blocks.observability.config import ObservabilityConfig
+from app.building_blocks.observability.tracing import SpanExport
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/app.db"
 
@@ -140,7 +141,7 @@ class Settings(BaseSettings):
         description="trace ids for every request, log line and error; spans are exported only "
         "where OTEL_EXPORTER_OTLP_ENDPOINT points",
     )
-    span_export: Literal["fastotel", "sdk"] = Field(
+    span_export: SpanExport = Field(
         default="fastotel",
         description="who sends OTLP/HTTP spans: fastotel (native, off the GIL) or sdk (the "
         "OpenTelemetry SDK's Python exporter); gRPC always uses the SDK's",

@@ -77,3 +77,24 @@ async def test_a_started_app_has_tuned_its_garbage_collector(tmp_path: Path) -> 
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_gunicorn_refuses_to_preload_the_app(tmp_path: Path) -> None:
+    """Workers must build the app after the fork: a preloaded app's exporting thread and metric
+    files would belong to the master."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--preload", "app.main:create_app()"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "preload_app" in result.stdout + result.stderr

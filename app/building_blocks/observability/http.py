@@ -123,7 +123,7 @@ class TraceIdsMiddleware:
     def __init__(self, app: ASGIApp, *, excluded: Callable[[Scope], bool]) -> None:
         self.app = app
         self.excluded = excluded
-        self.propagated = frozenset(field.encode() for field in propagate.get_global_textmap().fields)
+        self.propagated = frozenset(field.lower().encode() for field in propagate.get_global_textmap().fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or recording() or self.excluded(scope):
@@ -135,7 +135,7 @@ class TraceIdsMiddleware:
             else None
         )
         span = tracer().start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
-        token = attach(trace.set_span_in_context(span, parent))
+        token = attach(trace.set_span_in_context(span))  # the caller's baggage is not passed on
         try:
             await self.app(scope, receive, send)
         finally:

@@ -122,18 +122,11 @@ def sampler_from_environment() -> Sampler:
     return samplers.get(name, samplers["parentbased_always_on"])
 
 
-def span_exporter_from_environment() -> SpanExporter | None:
-    """The exporter ``OTEL_TRACES_EXPORTER`` names, or ``None`` when there is nowhere to send.
-
-    ``otlp`` (the default) needs ``OTEL_EXPORTER_OTLP_ENDPOINT`` or its traces-only twin; the
-    protocol is ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``: ``http/protobuf`` (the specification's
-    default) or ``grpc``. The exporter reads its endpoint, headers and timeout from the
-    environment itself.
-    """
-    names = exporter_names("OTEL_TRACES_EXPORTER")
-    if "console" in names:
-        return ConsoleSpanExporter()
-    protocol = otlp_protocol("TRACES") if "otlp" in names else None
+def otlp_span_exporter() -> SpanExporter | None:
+    """The SDK's OTLP exporter for ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``, or ``None`` without
+    an endpoint. ``http/protobuf`` is the specification's default; the exporter reads its
+    endpoint, headers and timeout from the environment itself."""
+    protocol = otlp_protocol("TRACES")
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
@@ -145,25 +138,44 @@ def span_exporter_from_environment() -> SpanExporter | None:
     return None
 
 
-def span_processor_from_environment(export: SpanExport = "fastotel") -> SpanProcessor | None:
-    """The processor that sends this process's spans where the ``OTEL_*`` variables say, if anywhere.
-
-    OTLP/HTTP goes through fastotel's ``OTLPSpanProcessor`` unless ``export`` is ``sdk``: it reads
-    the same variables as the SDK's ``BatchSpanProcessor`` and ``OTLPSpanExporter`` and sends the
-    same requests, but batches, encodes and posts them on a native thread that never holds the
-    GIL. The SDK's exporter encodes protobuf in Python on a thread that competes with the
-    requests for the interpreter: measured, 110-150 µs of CPU for the three spans of a read,
-    against 9 µs on fastotel's thread and 14 µs a span to hand it over (docs/OBSERVABILITY.md).
-    gRPC and the console exporter have no fastotel counterpart and keep the SDK's.
-    """
-    names = exporter_names("OTEL_TRACES_EXPORTER")
-    native = export == "fastotel" and "console" not in names and "otlp" in names
-    if native and otlp_protocol("TRACES") == "http/protobuf":
+def native_otlp_processor() -> SpanProcessor | None:
+    """fastotel's ``OTLPSpanProcessor``, or ``None`` (logged) when it cannot be built here: the
+    SDK's exporter then takes over, rather than the process failing to start."""
+    try:
         from fastotel import OTLPSpanProcessor
 
         return OTLPSpanProcessor()
-    exporter = span_exporter_from_environment()
-    return BatchSpanProcessor(exporter) if exporter is not None else None
+    except (ImportError, OSError, ValueError) as error:
+        logger.warning("tracing: fastotel cannot export (%s); using the SDK's exporter", error)
+        return None
+
+
+def span_processors_from_environment(export: SpanExport = "fastotel") -> list[SpanProcessor]:
+    """The processors that send this process's spans where ``OTEL_TRACES_EXPORTER`` (``otlp`` by
+    default; ``console``; both; ``none``) and the ``OTEL_EXPORTER_OTLP_*`` variables say.
+
+    OTLP/HTTP goes through fastotel's ``OTLPSpanProcessor`` unless ``export`` is ``sdk``. It reads
+    the variables of the SDK's ``BatchSpanProcessor`` and ``OTLPSpanExporter`` and posts the same
+    protobuf, but batches, encodes and sends on a native thread that never holds the GIL. The
+    SDK's exporter encodes in Python on a thread that competes with the requests for the
+    interpreter: measured, 110-120 µs of CPU for the three spans of a read, against 9 µs on
+    fastotel's thread and 14 µs a span to hand it over (docs/OBSERVABILITY.md). gRPC has no
+    fastotel counterpart and keeps the SDK's exporter.
+    """
+    names = exporter_names("OTEL_TRACES_EXPORTER")
+    processors: list[SpanProcessor] = []
+    if "console" in names:
+        processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+    if "otlp" in names:
+        native = None
+        if export == "fastotel" and otlp_protocol("TRACES") == "http/protobuf":
+            native = native_otlp_processor()
+        exporter = None if native is not None else otlp_span_exporter()
+        if native is not None:
+            processors.append(native)
+        elif exporter is not None:
+            processors.append(BatchSpanProcessor(exporter))
+    return processors
 
 
 def configure_tracing(
@@ -178,24 +190,25 @@ def configure_tracing(
 
     The first caller's service name wins: OpenTelemetry allows one global provider a process.
     Under gunicorn each worker process calls this after the fork (the app is built in the
-    worker), so no exporter thread is inherited from the master.
+    worker; gunicorn.conf.py refuses ``preload_app``), so no exporter thread is inherited from
+    the master: fastotel's would export nothing in a child forked after its first span.
     """
     global _provider
     with _lock:
         if _provider is not None:
             return _provider
+        processors = span_processors_from_environment(export)  # a bad variable fails before
         resource = Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: service_version})
         sampler = HousekeepingSampler(sampler_from_environment(), recording=False)
         provider = TracerProvider(resource=resource, sampler=sampler)
         trace.set_tracer_provider(provider)
         _provider = provider
-    processor = span_processor_from_environment(export)
-    if processor is not None:
+    for processor in processors:
         record_spans(processor)
     logger.debug(
         "tracing: %s, exporting through %s",
         provider.resource.attributes.get(SERVICE_NAME),
-        type(processor).__name__ if processor else "nothing",
+        ", ".join(type(processor).__name__ for processor in processors) or "nothing",
     )
     return provider
 

@@ -30,9 +30,9 @@ def private_jaeger(home: Path, ports: dict[str, int]) -> Iterator[str]:
         **{name: str(port) for name, port in ports.items()},
     }
     script = str(ROOT / "scripts" / "jaeger.sh")
-    started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    try:  # `up` may fail after starting it: `down` runs whatever happened
+        started = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
         yield f"http://127.0.0.1:{ports['JAEGER_QUERY_PORT']}"
     finally:
         subprocess.run([script, "down"], env=env, capture_output=True, timeout=60)

@@ -9,15 +9,15 @@ from fastotel import OTLPSpanProcessor
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from app.building_blocks.observability.tracing import (
     HousekeepingSampler,
+    otlp_span_exporter,
     sampler_from_environment,
-    span_exporter_from_environment,
-    span_processor_from_environment,
+    span_processors_from_environment,
 )
 
 OTEL = (
@@ -26,6 +26,8 @@ OTEL = (
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
 )
@@ -75,43 +77,52 @@ def test_the_sampler_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert sampler_from_environment().get_description() == "AlwaysOffSampler"
 
 
+def exporters(processors: list[Any]) -> list[type]:
+    """What each processor sends through: fastotel's own, or the SDK exporter's type."""
+    found: list[type] = []
+    for processor in processors:
+        native = isinstance(processor, OTLPSpanProcessor)
+        found.append(OTLPSpanProcessor if native else type(processor.span_exporter))
+        processor.shutdown()
+    return found
+
+
 def test_nothing_is_exported_without_an_endpoint() -> None:
-    assert span_exporter_from_environment() is None
-
-
-def test_the_exporter_follows_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-    assert isinstance(span_exporter_from_environment(), HttpExporter)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
-    assert isinstance(span_exporter_from_environment(), GrpcExporter)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
-    with pytest.raises(ValueError, match="http/protobuf"):
-        span_exporter_from_environment()
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    assert span_exporter_from_environment() is None
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    assert isinstance(span_exporter_from_environment(), ConsoleSpanExporter)
+    assert span_processors_from_environment() == []
+    assert otlp_span_exporter() is None
 
 
 def test_otlp_http_spans_go_through_fastotel_unless_the_sdk_is_asked_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert span_processor_from_environment() is None
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-    native = span_processor_from_environment()
-    assert isinstance(native, OTLPSpanProcessor)
-    native.shutdown()
-    sdk = span_processor_from_environment("sdk")
-    assert isinstance(sdk, BatchSpanProcessor)
-    assert isinstance(sdk.span_exporter, HttpExporter)  # type: ignore[attr-defined]
-    sdk.shutdown()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # fastotel speaks OTLP/HTTP only
-    grpc = span_processor_from_environment()
-    assert isinstance(grpc, BatchSpanProcessor)
-    assert isinstance(grpc.span_exporter, GrpcExporter)  # type: ignore[attr-defined]
-    grpc.shutdown()
+    assert exporters(span_processors_from_environment()) == [OTLPSpanProcessor]
+    assert exporters(span_processors_from_environment("sdk")) == [HttpExporter]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")  # fastotel speaks OTLP/HTTP only
+    assert exporters(span_processors_from_environment()) == [GrpcExporter]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+    with pytest.raises(ValueError, match="http/protobuf"):
+        span_processors_from_environment()
+
+
+def test_the_exporters_named_are_the_ones_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert exporters(span_processors_from_environment()) == [ConsoleSpanExporter]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+    assert exporters(span_processors_from_environment()) == [ConsoleSpanExporter, OTLPSpanProcessor]
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    assert span_processor_from_environment() is None
+    assert span_processors_from_environment() == []
+
+
+def test_fastotel_refusing_its_settings_leaves_the_sdk_exporting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318")
+    # fastotel reads the CA file when it is built, the SDK's exporter when it first sends
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/nonexistent/ca.pem")
+    assert exporters(span_processors_from_environment()) == [HttpExporter]
+    assert "fastotel cannot export" in caplog.text
 
 
 def test_until_spans_go_somewhere_every_span_is_dropped_yet_keeps_its_ids() -> None:
