@@ -154,34 +154,38 @@ async def run(settings: Settings) -> list[Run]:
     return runs
 
 
-def ratios(runs: list[Run], variant: str) -> list[float]:
+def by_round(runs: list[Run]) -> dict[int, dict[str, Run]]:
+    rounds: dict[int, dict[str, Run]] = {}
+    for run in runs:
+        rounds.setdefault(run.round, {})[run.target] = run
+    return rounds
+
+
+def ratios(rounds: dict[int, dict[str, Run]], variant: str) -> list[float]:
     """``variant``'s req/s over off's, round by round."""
-    off = {run.round: run for run in runs if run.target == "off"}
     return [
-        run.rps / off[run.round].rps if off[run.round].rps else 0.0
-        for run in runs
-        if run.target == variant and run.round in off
+        runs[variant].rps / runs["off"].rps if runs["off"].rps else 0.0
+        for runs in rounds.values()
+        if variant in runs and "off" in runs
     ]
 
 
 def report(runs: list[Run], received: int | None) -> list[str]:
-    by_round: dict[int, dict[str, Run]] = {}
-    for run in runs:
-        by_round.setdefault(run.round, {})[run.target] = run
+    rounds = by_round(runs)
     variants = [name for name in ("on", "sdk", "default") if any(run.target == name for run in runs)]
     lines = ["--- summary ---"]
     for name in variants:
-        values = ratios(runs, name)
+        values = ratios(rounds, name)
         lines += [
             f"pairs ({name}/off req/s): "
-            + ", ".join(f"{rounds[name].rps:.0f}/{rounds['off'].rps:.0f}" for rounds in by_round.values()),
+            + ", ".join(f"{pair[name].rps:.0f}/{pair['off'].rps:.0f}" for pair in rounds.values()),
             f"get_{name}_off_ratios={','.join(f'{value:.3f}' for value in values)}",
             f"get_{name}_off_ratio={statistics.median(values):.3f}",
         ]
     for name in (*variants, "off"):
         cpu = statistics.median(run.cpu_ms_per_request for run in runs if run.target == name)
         lines.append(f"get_{name}_cpu_ms_per_req={cpu:.3f}")
-    ratio = statistics.median(ratios(runs, "on"))
+    ratio = statistics.median(ratios(rounds, "on"))
     return [
         *lines,
         f"non_2xx={sum(run.wrk.non_2xx for run in runs)}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from typing import Any
 
@@ -45,27 +46,22 @@ class ObservabilityBehavior:
         kind = "command" if context.is_command else "query"
         started = time.perf_counter()
         outcome = "failed"
-        if not recording() and trace.get_current_span().get_span_context().is_valid:
-            # A span that goes nowhere would only give the log lines inside a span id that
-            # nobody can look up; the request's own span already gives them the trace id. A
-            # send() outside any span (a job, a script) still opens one: its logs and events
-            # need a trace id.
-            try:
-                result = await call_next()
-                outcome = "success"
-                return result
-            except DomainError:
-                outcome = "rejected"
-                raise
-            finally:
-                _requests(name, kind, outcome).inc()
-                _duration(name, kind).observe(time.perf_counter() - started)
-        with tracer().start_as_current_span(
-            name,
-            attributes={"mediator.request_type": name, "mediator.request_kind": kind},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        current = trace.get_current_span()
+        # While nothing records, a span would only give the log lines inside a span id nobody can
+        # look up: inside a request's or message's span, its (non-recording) span stands in, and
+        # the calls below are no-ops on it. A send() outside any span (a job, a script) still
+        # opens one: its logs and events need a trace id.
+        spanned: AbstractContextManager[trace.Span] = (
+            nullcontext(current)
+            if not recording() and current.get_span_context().is_valid and not current.is_recording()
+            else tracer().start_as_current_span(
+                name,
+                attributes={"mediator.request_type": name, "mediator.request_kind": kind},
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        )
+        with spanned as span:
             try:
                 result = await call_next()
                 outcome = "success"

@@ -167,14 +167,12 @@ def span_processors_from_environment(export: SpanExport = "fastotel") -> list[Sp
     if "console" in names:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     if "otlp" in names:
-        native = None
-        if export == "fastotel" and otlp_protocol("TRACES") == "http/protobuf":
-            native = native_otlp_processor()
-        exporter = None if native is not None else otlp_span_exporter()
-        if native is not None:
-            processors.append(native)
-        elif exporter is not None:
-            processors.append(BatchSpanProcessor(exporter))
+        native = export == "fastotel" and otlp_protocol("TRACES") == "http/protobuf"
+        processor = native_otlp_processor() if native else None
+        if processor is None and (exporter := otlp_span_exporter()) is not None:
+            processor = BatchSpanProcessor(exporter)
+        if processor is not None:
+            processors.append(processor)
     return processors
 
 
