@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -65,6 +66,12 @@ def require_jaeger(timeout: float = 3.0) -> str:
 def hex_trace_id(trace_id: int) -> str:
     """An OpenTelemetry trace id (``span.get_span_context().trace_id``) as Jaeger writes it."""
     return format(trace_id, "032x")
+
+
+def traceparent() -> tuple[str, dict[str, str]]:
+    """A new sampled trace's id (as Jaeger writes it) and the ``traceparent`` header starting it."""
+    trace_id = f"{secrets.randbits(128) | 1:032x}"
+    return trace_id, {"traceparent": f"00-{trace_id}-{secrets.randbits(64) | 1:016x}-01"}
 
 
 def wait_for_trace(trace_id: str, *, min_spans: int = 1, timeout: float = 30) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.conftest import gunicorn_server
-from tests.jaeger import otlp_http_endpoint, require_jaeger, wait_for_operations
+from tests.jaeger import otlp_http_endpoint, require_jaeger, traceparent, wait_for_operations
 
 OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
 USER_ROUTE = "/api/v1/users/{user_id}"
@@ -106,15 +105,14 @@ def test_two_gunicorn_workers_count_exactly_and_keep_exemplars(gunicorn: str) ->
 def test_both_gunicorn_workers_export_their_spans(gunicorn: str) -> None:
     """Each worker builds its tracer and fastotel's exporting thread after the fork: the traces
     of requests answered by both workers all reach the receiver."""
-    sent = [f"{secrets.randbits(128) | 1:032x}" for _ in range(40)]
+    sent = dict(traceparent() for _ in range(40))
 
-    def get(trace_id: str) -> int:
-        headers = {"traceparent": f"00-{trace_id}-{secrets.randbits(64) | 1:016x}-01"}
+    def get(headers: dict[str, str]) -> int:
         with httpx.Client(base_url=gunicorn) as http:  # a connection each, 8 at once: both workers answer
             return http.get(UNKNOWN_USER, headers=headers).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        assert set(pool.map(get, sent)) == {404}
+        assert set(pool.map(get, sent.values())) == {404}
     pids = set()
     for trace_id in sent:
         trace = wait_for_operations(trace_id, {f"GET {USER_ROUTE}", "GetUser"}, timeout=30)
@@ -125,3 +123,10 @@ def test_both_gunicorn_workers_export_their_spans(gunicorn: str) -> None:
             if tag["key"] == "process.pid"
         }
     assert len(pids) == 2, f"the traces came from {len(pids)} worker(s): {pids}"
+
+
+async def test_a_made_up_method_counts_as_other(client: httpx.AsyncClient) -> None:
+    assert (await client.request("BREW", "/no/such/pot")).status_code in {404, 405}
+    exposition = (await client.get("/metrics", headers=OPENMETRICS)).text
+    assert 'method="BREW"' not in exposition
+    assert sample_value(exposition, "app_http_requests_total", method="other", handler="none") >= 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,10 @@ from tests.jaeger import (
     require_jaeger,
     service_name,
     tags,
+    traceparent,
     wait_for_operations,
 )
 from tests.messaging_harness import settings_for, worker
-
-
-def traceparent() -> tuple[str, dict[str, str]]:
-    trace_id = f"{secrets.randbits(128) | 1:032x}"
-    return trace_id, {"traceparent": f"00-{trace_id}-{secrets.randbits(64) | 1:016x}-01"}
 
 
 def log_lines(path: Path, trace_id: str) -> list[dict[str, Any]]:
