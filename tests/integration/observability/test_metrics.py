@@ -105,13 +105,13 @@ def test_two_gunicorn_workers_count_exactly_and_keep_exemplars(gunicorn: str) ->
 def test_both_gunicorn_workers_export_their_spans(gunicorn: str) -> None:
     """Each worker builds its tracer and fastotel's exporting thread after the fork: the traces
     of requests answered by both workers all reach the receiver."""
-    sent = dict(traceparent() for _ in range(40))
+    sent = dict(traceparent() for _ in range(80))
 
     def get(headers: dict[str, str]) -> int:
-        with httpx.Client(base_url=gunicorn) as http:  # a connection each, 8 at once: both workers answer
+        with httpx.Client(base_url=gunicorn) as http:  # a connection each, 16 at once: both workers answer
             return http.get(UNKNOWN_USER, headers=headers).status_code
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:
         assert set(pool.map(get, sent.values())) == {404}
     pids = set()
     for trace_id in sent:
